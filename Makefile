@@ -1,0 +1,54 @@
+# conductor-perf. Every target creates .venv and installs from requirements.txt on first use.
+#   make perf                   all suites against the embedded reference conductor (default profile)
+#   make perf PROFILE=quick     the short profile (CI)
+#   make perf-pabot             the same under pabot (PROCESSES=2)
+#   make test                   the project's unit tests (pytest)
+PYTHON    ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+PROFILE   ?= default
+PROCESSES ?= 2
+ARGS      ?=
+
+.PHONY: venv test perf perf-pabot lint libdoc wrk calibrate clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+perf: $(STAMP)
+	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) $(ARGS)
+
+perf-pabot: $(STAMP)
+	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) --processes $(PROCESSES) $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/robocop check suites resources
+	$(BIN)/robocop format --check suites resources
+
+libdoc: $(STAMP)
+	mkdir -p results/libdoc
+	for lib in libraries/[A-Z]*Library.py; do \
+	  $(BIN)/python -m robot.libdoc --pythonpath libraries $$lib results/libdoc/$$(basename $$lib .py).html || exit 1; \
+	done
+
+# wrk is only needed for the load generator calibration (python -m conductor_perf.measure.calibrate)
+wrk:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+# the load generator next to wrk on the embedded conductor: req/s ratio and latency at a fixed rate
+calibrate: $(STAMP) wrk
+	$(BIN)/python -m conductor_perf.measure.calibrate --reference
+
+clean:
+	rm -rf $(VENV) build *.egg-info

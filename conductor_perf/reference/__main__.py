@@ -1,0 +1,160 @@
+"""``python -m conductor_perf.reference``: run the embedded reference conductor.
+
+    python -m conductor_perf.reference --root DIR [--host 127.0.0.1] [--port 0] [--config FILE]
+        [--api-key K] [--disable-task-start] [--heartbeat-interval S] [--max-clients-per-run N]
+        [--max-concurrent-runs N] [--restart-delay S] [--log-file F]
+
+The first line on stdout is the URL (``http://127.0.0.1:41234/``), flushed as soon as the socket
+listens (``--port 0`` picks a free port). SIGTERM/SIGINT: stop accepting, end open SSE streams,
+SIGTERM every agent process group (SIGKILL after a short grace), exit 0.
+
+Test double (hidden option): ``--debug-leak-kb N`` makes every HTTP request retain N KiB for the
+life of the process, a deliberate leak that proves the leak test can fail
+(``tests/test_leak_bench.py``). Never use it for measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .app import ConductorServer, create_app, server_of
+from .config import ConfigError, ReferenceConfig, load_config
+
+SHUTDOWN_TIMEOUT_S = 3.0
+
+
+@dataclass
+class Running:
+    """A started server: its URL, port and state."""
+
+    url: str
+    port: int
+    server: ConductorServer
+    app: web.Application
+
+
+def leaking_middleware(kib: int) -> Any:
+    """Test double: a middleware that keeps ``kib`` KiB per request for ever (``--debug-leak-kb``)."""
+    kept: list[bytes] = []
+
+    @web.middleware
+    async def leak(request: web.Request, handler: Any) -> web.StreamResponse:
+        kept.append(b"\xa5" * (kib * 1024))  # written, so the pages count in RSS/USS
+        return await handler(request)
+
+    return leak
+
+
+@contextlib.asynccontextmanager
+async def serve(config: ReferenceConfig, *, debug_leak_kb: int = 0) -> AsyncIterator[Running]:
+    """Run the reference conductor on ``config.host:config.port`` (0 = free port) until the block ends."""
+    app = create_app(config)
+    if debug_leak_kb > 0:
+        app.middlewares.append(leaking_middleware(debug_leak_kb))
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=1024)
+        await site.start()
+        sockets = site._server.sockets if site._server is not None else []  # noqa: SLF001 - actual port of port 0
+        port = sockets[0].getsockname()[1] if sockets else config.port
+        server = server_of(app)
+        server.port = port
+        host = config.host if ":" not in config.host else f"[{config.host}]"
+        yield Running(url=f"http://{host}:{port}/", port=port, server=server, app=app)
+    finally:
+        await runner.cleanup()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (flags override the config file)."""
+    p = argparse.ArgumentParser(prog="python -m conductor_perf.reference", description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", help="storage root (default: config storage.runs_dir or ~/.run-agent/runs)")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (0 = pick a free one; default 0)")
+    p.add_argument("--config", help="YAML config file with conductor-loop's keys")
+    p.add_argument("--api-key", help="require this key (Authorization: Bearer or X-API-Key)")
+    p.add_argument("--disable-task-start", action="store_true", help="answer POST /api/v1/tasks without running")
+    p.add_argument("--heartbeat-interval", type=float, help="SSE heartbeat interval in seconds (default 30)")
+    p.add_argument("--max-clients-per-run", type=int, help="SSE subscribers per run (default 2000)")
+    p.add_argument("--max-concurrent-runs", type=int, help="agent processes at once (0 = unlimited)")
+    p.add_argument("--restart-delay", type=float, help="seconds between task attempts (default 1.0)")
+    p.add_argument("--log-file", help="append log lines here instead of stderr")
+    p.add_argument("--debug-leak-kb", type=int, default=0, help=argparse.SUPPRESS)  # test double, module doc
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ReferenceConfig:
+    """Config file + environment + flags -> :class:`ReferenceConfig`."""
+    config_path = args.config or os.environ.get("CONDUCTOR_CONFIG") or None
+    root = args.root or os.environ.get("CONDUCTOR_ROOT") or None
+    cfg = load_config(config_path, root=root)
+    cfg.host = args.host or os.environ.get("CONDUCTOR_HOST") or "127.0.0.1"
+    if args.port is not None:
+        cfg.port = args.port
+    elif os.environ.get("CONDUCTOR_PORT", "").strip().isdigit():
+        cfg.port = int(os.environ["CONDUCTOR_PORT"])
+    else:
+        cfg.port = 0
+    key = args.api_key or os.environ.get("CONDUCTOR_API_KEY", "").strip()
+    if key:
+        cfg.api_key = key
+    if args.disable_task_start:
+        cfg.start_tasks = False
+    if args.heartbeat_interval is not None:
+        cfg.heartbeat_interval_s = args.heartbeat_interval
+    if args.max_clients_per_run is not None:
+        cfg.max_clients_per_run = args.max_clients_per_run
+    if args.max_concurrent_runs is not None:
+        cfg.max_concurrent_runs = max(0, args.max_concurrent_runs)
+    if args.restart_delay is not None:
+        cfg.restart_delay_s = args.restart_delay
+    if args.log_file:
+        cfg.log_file = Path(args.log_file)
+    cfg.__post_init__()
+    return cfg
+
+
+async def _main(cfg: ReferenceConfig, debug_leak_kb: int = 0) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(cfg, debug_leak_kb=debug_leak_kb) as running:
+        sys.stdout.write(running.url + "\n")
+        sys.stdout.flush()
+        running.server.log.event("INFO", "api", "api_listening", url=running.url, root=str(cfg.root),
+                                 pid=os.getpid(), version=cfg.version)  # fmt: skip
+        await stop.wait()
+        running.server.log.event("INFO", "api", "shutdown_requested")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"conductor reference: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_main(cfg, max(0, args.debug_leak_kb)))
+    except OSError as exc:
+        print(f"conductor reference: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

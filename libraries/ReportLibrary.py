@@ -1,0 +1,120 @@
+"""Run report: metrics.json, summary and the seed's FACT lines in MESSAGE-BUS.md."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from _perf_base import robot_var
+from robot.api import logger
+from robot.api.deco import keyword, library
+from robot.libraries.BuiltIn import BuiltIn
+
+from conductor_perf import facts
+from conductor_perf.regression import compare_runs, format_comparisons, regressions
+from conductor_perf.report import finalize, to_record
+from conductor_perf.results import ResultsError, RunResults, resolve_baseline
+from conductor_perf.session import SESSION, load_records
+
+
+@library(scope="GLOBAL", auto_keywords=False)
+class ReportLibrary:
+    """Writes what a run measured as data and as FACT messages.
+
+    Every figure a keyword measures is already saved, as it is measured, under
+    ``<results>/metrics.d/``. `Write Run Report` merges those files into ``metrics.json`` and
+    ``summary.md``, appends the run to ``results/history.jsonl`` and writes the FACT lines to
+    ``MESSAGE-BUS.md`` (``MESSAGE_BUS`` variable to choose another file).
+
+    When the suites run through ``python -m conductor_perf.run`` (``make perf``), the runner writes
+    the report once after all processes ended, so this keyword does nothing there; under a plain
+    ``robot`` run it writes the report at the end of the top-level suite.
+
+    Example:
+    | `Write Run Report`
+    """
+
+    @keyword
+    def write_run_report(self, message_bus: str = "") -> str:
+        """Merge the metrics of this run and write metrics.json, summary.md and the FACT lines.
+
+        Returns the MESSAGE-BUS.md path ('' when the runner writes the report instead).
+
+        Example:
+        | `Write Run Report`    message_bus=results/MESSAGE-BUS.md
+        """
+        if os.environ.get("CONDUCTOR_PERF_FINALIZE") == "runner":
+            logger.info("the runner (python -m conductor_perf.run) writes the report after all suites")
+            return ""
+        if robot_var("${PABOTEXECUTIONPOOLID}") is not None:
+            logger.info("under pabot each process ends separately: write the report afterwards with "
+                        "'python -m conductor_perf.report_cli' or run through 'make perf-pabot'")  # fmt: skip
+            return ""
+        bus_path = (
+            message_bus
+            or str(robot_var("${MESSAGE_BUS}", "") or "")
+            or str(SESSION.results_dir / "MESSAGE-BUS.md")
+        )
+        summary = finalize(SESSION.results_dir, profile=SESSION.profile, message_bus=bus_path,
+                           history=SESSION.results_dir.parent / "history.jsonl")  # fmt: skip
+        logger.info(summary)
+        logger.console(f"\n{summary}")
+        return bus_path
+
+    @keyword
+    def link_run_summary(self) -> None:
+        """Put a link to the one-page summary (summary.html, written at the end of the run) in the log.
+
+        Example:
+        | `Link Run Summary`
+        """
+        logger.info('<a href="summary.html">Run summary: every target, figure and verdict</a> '
+                    '(written when the run ends; data in <a href="metrics.json">metrics.json</a>)', html=True)  # fmt: skip
+
+    @keyword
+    def run_should_not_regress_from_baseline(self, baseline: str = "latest-passing", *, min_effect: str = "5%",
+                                             alpha: float = 0.05) -> int:  # fmt: skip
+        """Compare this run's figures so far with a baseline run; fail on a significant regression.
+
+        ``baseline`` is a run id under the results folder, a run folder or metrics.json, ``latest`` or
+        ``latest-passing`` (from results/history.jsonl). A change counts only when the rank test on
+        the repeated samples (Mann-Whitney U) is significant at ``alpha`` AND larger than
+        ``min_effect``; figures without samples cannot regress. Returns the number of comparisons.
+
+        Example:
+        | `Run Should Not Regress From Baseline`    latest-passing    min_effect=5%
+        """
+        current = RunResults.new(SESSION.results_dir.name, profile=SESSION.profile)
+        for rec in load_records(SESSION.results_dir):
+            if rec.get("metric") not in ("sut", "skipped"):
+                current.add(to_record(rec))
+        try:
+            base = resolve_baseline(baseline, results_dir=SESSION.results_dir.parent,
+                                    history_path=SESSION.results_dir.parent / "history.jsonl",
+                                    exclude_run_id=current.run_id)  # fmt: skip
+        except ResultsError as exc:
+            BuiltIn().skip(f"no baseline to compare with: {exc}")
+        effect = float(min_effect.rstrip("%")) / (100 if min_effect.endswith("%") else 1)
+        comparisons = compare_runs(base, current, alpha=alpha, min_effect=effect)
+        logger.info(f"baseline {base.run_id}\n{format_comparisons(comparisons)}")
+        worse = regressions(comparisons)
+        if worse:
+            raise AssertionError(f"{len(worse)} regressions against {base.run_id}: "
+                                 + "; ".join(c.message for c in worse[:5]))  # fmt: skip
+        return len(comparisons)
+
+    @keyword
+    def post_facts_to_conductor_bus(
+        self, project_id: str = facts.FACT_PROJECT, task_id: str = facts.FACT_TASK
+    ) -> int:
+        """Also append the FACT lines to the SUT's own task bus (needs its runs root). Returns the count.
+
+        Example:
+        | `Post Facts To Conductor Bus`
+        """
+        target = SESSION.require_target()
+        root = target.require_root()
+        path = Path(root) / project_id / task_id / "TASK-MESSAGE-BUS.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records = [r for r in load_records(SESSION.results_dir) if r.get("metric") != "sut"]
+        return len(facts.write_facts(path, records, sut=f"{target.kind} conductor {target.version}"))

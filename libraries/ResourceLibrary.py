@@ -1,0 +1,457 @@
+"""Resources of the SUT while a workload runs: memory, CPU, threads, goroutines/tasks; leaks, idle CPU, hot spots."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from _perf_base import chart_series, figure, log_chart, require_target, seconds, skip
+from robot.api import logger
+from robot.api.deco import keyword, library
+
+from conductor_perf.bench import hotspots as hotspots_bench
+from conductor_perf.bench import idle_bench, leak_bench
+from conductor_perf.charts import line_chart
+from conductor_perf.measure.monitor import MIB, ProcessTreeSampler, ResourceSeries
+from conductor_perf.measure.profile import pprof_unavailable_reason, scalene_unavailable_reason
+from conductor_perf.session import SESSION
+from conductor_perf.target import EMBEDDED, http_json
+from conductor_perf.verdict import fmt
+
+
+def total_memory_mb(series: ResourceSeries) -> list[list[float]]:
+    """(t, MB) of the server (PSS, else RSS) plus its children's RSS, per sample."""
+    out = []
+    for s in series.samples:
+        server = s.pss_bytes if s.pss_bytes is not None else s.rss_bytes
+        if server is None:
+            continue
+        out.append([round(s.t_s, 3), (server + (s.children_rss_bytes or 0)) / MIB])
+    return out
+
+
+@library(scope="SUITE", auto_keywords=False)
+class ResourceLibrary:
+    """Samples the SUT's process tree (server and its agents) with psutil while a test's workload runs.
+
+    The server is found by its pid (the embedded conductor) or by the process listening on the
+    SUT's port (a real conductor-loop on this machine). Each sample holds memory (PSS/USS/RSS),
+    CPU of the server and of its children, OS threads, open files and TCP connections.
+
+    = CPU figures =
+
+    CPU is given as a percentage of the whole machine (100 % = every core busy), the server
+    alone unless the keyword says otherwise.
+
+    = Goroutines =
+
+    conductor-loop exposes no goroutine count (no pprof, no expvar), so the goroutine target is
+    skipped on a real server with that reason; the embedded conductor reports its asyncio tasks
+    through its debug endpoint, which is the equivalent figure.
+
+    = Leak verdicts =
+
+    `Run Leak Cycles` runs a warm-up cycle and then K identical cycles of a small workload (stub
+    agents, a burst of bus messages over HTTP, SSE clients that connect, read and disconnect, list
+    reads), each followed by an idle window, and samples the server at each idle point: memory (USS,
+    else PSS, else RSS), threads, open fds and TCP sockets. `Server Resources Should Not Leak` fails
+    when, for any of them, the Theil-Sen slope over the idle points is significantly upward
+    (one-sided Mann-Kendall) with a growth above the tolerance, or the level ends above the warm-up
+    baseline plus the tolerance (``conductor_perf.measure.leak``).
+
+    = Idle CPU =
+
+    `Measure Idle Stream Cpu` keeps one SSE client on the log stream of a running run that writes
+    nothing and samples the server's CPU; `Get Idle Server Cpu` compares its mean with a target.
+
+    = Hot spots =
+
+    `Profile Embedded Conductor` starts a separate embedded conductor under scalene (never the SUT
+    of the other tests: the profiler's overhead would distort their figures), drives a short load,
+    and writes ``hotspots.md`` and the full scalene JSON into the run's results folder. A real
+    conductor-loop exposes no pprof, so the keyword skips with that reason for an external SUT.
+
+    Example:
+    | `Start Resource Sampling`
+    | `Run Concurrent Agents`    50
+    | `Stop Resource Sampling`
+    | `Get Peak Memory`    <    500
+    """
+
+    def __init__(self) -> None:
+        self._sampler: ProcessTreeSampler | None = None
+        self._series: ResourceSeries | None = None
+        self._label = ""
+        self._leak: leak_bench.LeakRun | None = None
+        self._idle: idle_bench.IdleCpuResult | None = None
+        self._hotspots: hotspots_bench.HotspotReport | None = None
+
+    @keyword
+    def start_resource_sampling(
+        self, label: str = "workload", interval: timedelta = timedelta(seconds=0.5)
+    ) -> None:
+        """Start sampling the SUT's process tree every ``interval`` (skips when its pid is unknown).
+
+        Example:
+        | `Start Resource Sampling`    50 agents    interval=0.5 s
+        """
+        target = require_target()
+        if target.pid is None:
+            skip(f"the SUT's process is not on this machine or not visible ({target.url}): cannot sample it")
+        self._label = label
+        self._sampler = ProcessTreeSampler(target.pid, interval=seconds(interval))
+        self._sampler.start()
+
+    @keyword
+    def stop_resource_sampling(self) -> None:
+        """Stop sampling; logs the memory, CPU and thread timelines.
+
+        Example:
+        | `Stop Resource Sampling`
+        """
+        if self._sampler is None:
+            raise AssertionError("resource sampling was not started: call 'Start Resource Sampling' first")
+        sampler, self._sampler = self._sampler, None
+        self._series = sampler.stop()
+        s = self._series
+        logger.info(f"{len(s.samples)} samples over {s.duration_s:.1f} s (memory basis {s.memory_basis}); "
+                    f"peaks {s.peak()}")  # fmt: skip
+        if s.process_exited:
+            logger.warn(f"the SUT process exited {s.exited_at_s} s into sampling")
+        chart_series(
+            f"{self._label}: memory of server + agents", {"MB": total_memory_mb(s)}, "time (s)", "MB"
+        )
+        cols = s.columns()
+        cpu = {"server": [[t, c] for t, c in zip(cols["t_s"], cols["cpu_machine_percent"], strict=True) if c is not None],
+               "server + agents": [[t, c] for t, c in zip(cols["t_s"], cols["cpu_total_machine_percent"], strict=True)
+                                   if c is not None]}  # fmt: skip
+        chart_series(f"{self._label}: CPU (% of the machine)", cpu, "time (s)", "CPU %")
+        chart_series(f"{self._label}: server threads", {"threads": [[t, n] for t, n in zip(cols["t_s"], cols["threads"],
+                     strict=True) if n is not None]}, "time (s)", "threads")  # fmt: skip
+
+    def _require(self) -> ResourceSeries:
+        if self._series is None:
+            raise AssertionError(
+                "no resource samples: call 'Start Resource Sampling' and 'Stop Resource Sampling'"
+            )
+        if not self._series.samples:
+            raise AssertionError(
+                "resource sampling took no sample: the workload was shorter than one interval"
+            )
+        return self._series
+
+    @keyword
+    def get_peak_memory(self, op: str | None = None, expected: float | None = None) -> float:
+        """Peak memory in MB of the server (PSS, else RSS) plus its agents (RSS) during sampling.
+
+        Example:
+        | `Get Peak Memory`    <    500
+        """
+        s = self._require()
+        series = total_memory_mb(s)
+        peak = max(v for _, v in series)
+        return figure(f"{self._label} peak memory", peak, "MB", op, expected,
+                      details={"basis": s.memory_basis, "server_peak_rss_mb": (s.peak("rss_bytes") or 0) / MIB,
+                               "agents_peak_rss_mb": (s.peak("children_rss_bytes") or 0) / MIB,
+                               "peak_agents": s.peak("children")},
+                      series={"memory_mb": series})  # fmt: skip
+
+    @keyword
+    def get_server_cpu(
+        self, statistic: str = "mean", op: str | None = None, expected: float | None = None
+    ) -> float:
+        """The server's CPU (``mean`` or ``peak``) as % of the machine during sampling.
+
+        Example:
+        | `Get Server Cpu`    mean    <    80
+        """
+        s = self._require()
+        value = s.mean("cpu_machine_percent") if statistic == "mean" else s.peak("cpu_machine_percent")
+        return figure(f"{self._label} server CPU {statistic}", value or 0.0, "%", op, expected,
+                      details={"mean_pct": s.mean("cpu_machine_percent"), "peak_pct": s.peak("cpu_machine_percent"),
+                               "with_agents_mean_pct": s.mean("cpu_total_machine_percent"), "samples": len(s.samples)})  # fmt: skip
+
+    @keyword
+    def get_peak_threads(self, op: str | None = None, expected: float | None = None) -> int:
+        """Peak OS thread count of the server process during sampling.
+
+        Example:
+        | `Get Peak Threads`    <    1000
+        """
+        s = self._require()
+        return int(figure(f"{self._label} peak threads", s.peak("threads") or 0, "threads", op, expected,
+                          details={"peak_open_fds": s.peak("open_fds"), "peak_tcp": s.peak("tcp_connections")}))  # fmt: skip
+
+    @keyword
+    def get_goroutines_or_tasks(self, op: str | None = None, expected: float | None = None) -> int:
+        """The SUT's peak goroutines (Go) or asyncio tasks (embedded conductor); skips when not exposed.
+
+        Example:
+        | `Get Goroutines Or Tasks`    <    1000
+        """
+        target = require_target()
+        if target.kind != EMBEDDED:
+            skip(f"goroutine count not available: {pprof_unavailable_reason()}")
+        status, body = http_json(target.endpoint("/api/v1/debug/runtime"), headers=target.auth_headers())
+        if status != 200 or not isinstance(body, dict) or "asyncio_tasks" not in body:
+            skip(f"the SUT exposes no task count (GET /api/v1/debug/runtime answered {status})")
+        # the peak since start covers every load the suites ran before this keyword
+        value = body.get("asyncio_tasks_peak", body["asyncio_tasks"])
+        return int(figure("server asyncio tasks peak", value, "tasks", op, expected, details=body))
+
+    # -- leak verdicts -----------------------------------------------------------------------
+
+    @keyword
+    def run_leak_cycles(
+        self,
+        cycles: int = 6,
+        *,
+        agents: int = 3,
+        agent_work_ms: int = 200,
+        messages: int = 200,
+        sse_clients: int = 5,
+        idle: timedelta = timedelta(seconds=2),
+        duration: timedelta | None = None,
+        memory_tolerance_mb: float = 10.0,
+        memory_per_run_kb: float = 0.0,
+        threads_tolerance: float = 2,
+        fds_tolerance: float = 4,
+        tcp_tolerance: float = 2,
+        timeout: timedelta = timedelta(seconds=60),
+    ) -> int:
+        """Run a warm-up cycle and ``cycles`` identical workload cycles, sampling the server when idle after each.
+
+        Each cycle: ``agents`` stub agents working ``agent_work_ms``, a burst of ``messages`` bus
+        messages over HTTP read live by ``sse_clients`` SSE clients that then disconnect, and a few
+        list reads; then ``idle`` without any request before the idle point. The memory tolerance
+        is ``memory_tolerance_mb`` plus ``memory_per_run_kb`` for every agent run created (history a
+        server may keep in memory). With ``duration``
+        (soak) cycles repeat until that much time has passed, at least ``cycles`` of them. Logs
+        the idle-point series as charts and the verdict table; returns the measured cycles. Fails
+        when the workload itself failed (a leak verdict over a broken workload proves nothing).
+        Skips when the SUT's process is not visible here. The verdicts are asserted by
+        `Server Resources Should Not Leak`.
+
+        Example:
+        | `Run Leak Cycles`    6    agents=3    messages=200    sse_clients=5    idle=2 s
+        | `Run Leak Cycles`    6    duration=30 min    # soak
+        """
+        target = require_target()
+        if target.pid is None:
+            skip(f"the SUT's process is not on this machine or not visible ({target.url}): cannot sample it")
+        workload = leak_bench.Workload(agents=agents, agent_work_ms=agent_work_ms, messages=messages,
+                                       sse_clients=sse_clients, timeout_s=seconds(timeout))  # fmt: skip
+        tolerances = leak_bench.LeakTolerances(memory_mb=memory_tolerance_mb, memory_per_run_kb=memory_per_run_kb,
+                                               threads=threads_tolerance,
+                                               open_fds=fds_tolerance, tcp_connections=tcp_tolerance)  # fmt: skip
+        soak = seconds(duration) if duration is not None else None
+        logger.console(f"\n    leak: warm-up + {cycles} cycles" + (f", soak {soak:g} s" if soak else "")
+                       + f" ({workload.requests_per_cycle} requests, {agents} agents, {sse_clients} SSE clients each)")  # fmt: skip
+
+        def on_cycle(c: leak_bench.CycleReport) -> None:
+            mem = c.values.get("memory")
+            logger.console(f"    leak: {'warm-up' if c.warmup else f'cycle {c.index}'} at {c.t_s:6.1f} s: "
+                           f"memory {mem if mem is None else f'{mem:.2f}'} MB, threads {c.values.get('threads')}, "
+                           f"fds {c.values.get('open fds')}, sockets {c.values.get('tcp connections')}"
+                           + (f", {len(c.errors)} workload errors" if c.errors else ""))  # fmt: skip
+
+        run = leak_bench.run_leak_cycles(target, cycles, workload=workload, tolerances=tolerances,
+                                         idle_s=seconds(idle), duration_s=soak, on_cycle=on_cycle)  # fmt: skip
+        self._leak = run
+        _log_leak_charts(run)
+        _log_table(leak_bench.verdict_table(run), ["resource", "unit", "baseline", "first", "last", "slope_per_cycle",
+                   "fitted_growth", "observed_growth", "tolerance", "p_value", "verdict", "reasons"])  # fmt: skip
+        for err in run.workload_errors[:10]:
+            logger.warn(f"leak workload: {err}")
+        figure("leak workload failures", len(run.workload_errors), "errors", "==", 0,
+               details={"errors": run.workload_errors[:20], "workload": run.to_dict()["workload"],
+                        "cycles": len(run.cycles), "duration_s": run.duration_s,
+                        "runs_created": run.runs_created})  # fmt: skip
+        return len(run.cycles)
+
+    @keyword
+    def server_resources_should_not_leak(self) -> None:
+        """Fail when the last `Run Leak Cycles` found a leak in memory, threads, open fds or TCP sockets.
+
+        Records, per resource, the Theil-Sen slope per cycle with the Mann-Kendall p-value, the
+        growth and the tolerance; the failure message names every leaking resource with its figures.
+
+        Example:
+        | `Run Leak Cycles`    6
+        | `Server Resources Should Not Leak`
+        """
+        if self._leak is None:
+            raise AssertionError("no leak cycles ran: call 'Run Leak Cycles' first")
+        run = self._leak
+        for name, unit in leak_bench.RESOURCES:
+            v = run.verdicts.get(name)
+            if v is None:
+                logger.warn(f"no leak verdict for {name}: fewer than two idle-point values could be read")
+                continue
+            figure(f"leak {name} slope", v.slope_per_cycle, f"{unit}/cycle",
+                   details={**v.to_dict(), "memory_basis": run.memory_basis if name == "memory" else None},
+                   series={"idle_points": [[i + 1, y] for i, y in enumerate(run.series(name))]})  # fmt: skip
+            logger.info(v.message)
+        messages = [run.verdicts[n].message for n in run.leaking]
+        try:
+            figure("leaking resources", len(run.leaking), "resources", "==", 0,
+                   details={"leaking": run.leaking, "messages": messages, "cycles": len(run.cycles)})  # fmt: skip
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; " + " | ".join(messages)) from None
+
+    # -- idle CPU ----------------------------------------------------------------------------
+
+    @keyword
+    def measure_idle_stream_cpu(
+        self, window: timedelta = timedelta(seconds=5), *, interval: timedelta = timedelta(seconds=0.5)
+    ) -> float:
+        """Sample the server's CPU for ``window`` while one SSE client follows a quiet running run.
+
+        A stub agent that prints nothing sleeps far longer than the window; one client holds
+        ``GET /api/v1/runs/{id}/stream`` open; afterwards the task is deleted and the run stopped.
+        Returns the mean CPU in % of the machine (`Get Idle Server Cpu` charts it). Skips when the
+        SUT's process is not visible here.
+
+        Example:
+        | `Measure Idle Stream Cpu`    5 s
+        | `Get Idle Server Cpu`    <    5
+        """
+        target = require_target()
+        if target.pid is None:
+            skip(f"the SUT's process is not on this machine or not visible ({target.url}): cannot sample it")
+        window_s = seconds(window)
+        logger.console(f"\n    idle CPU: one SSE client on a quiet run for {window_s:g} s")
+        r = idle_bench.measure_idle_stream_cpu(target, window_s=window_s, interval_s=seconds(interval),
+                                               timeout=max(30.0, window_s))  # fmt: skip
+        self._idle = r
+        logger.info(f"run {r.run_id}: stream HTTP {r.stream_status}, events before the window {r.events_before}, "
+                    f"during it {r.events}; {r.samples} samples; server CPU mean {r.cpu_mean_pct:.2f} % of the "
+                    f"machine ({r.cpu_core_mean_pct:.1f} % of one core), peak {r.cpu_peak_pct:.2f} %; run "
+                    f"{r.run_status_after} after the stop")  # fmt: skip
+        for err in r.errors:
+            logger.warn(f"idle CPU: {err}")
+        return r.cpu_mean_pct
+
+    @keyword
+    def get_idle_server_cpu(self, op: str | None = None, expected: float | None = None) -> float:
+        """The server's mean CPU (% of the machine) over the last `Measure Idle Stream Cpu` window.
+
+        Example:
+        | `Get Idle Server Cpu`    <    5
+        """
+        if self._idle is None:
+            raise AssertionError("no idle CPU measured: call 'Measure Idle Stream Cpu' first")
+        r = self._idle
+        if r.stream_status != 200:
+            raise AssertionError(f"the run stream answered HTTP {r.stream_status}: nothing was streaming")
+        chart_series(f"server CPU with one idle run stream ({r.window_s:g} s)", {"server": r.cpu_series()},
+                     "time (s)", "CPU % of the machine", target=expected, target_label="target")  # fmt: skip
+        return figure("idle stream server CPU mean", r.cpu_mean_pct, "%", op, expected,
+                      details={k: v for k, v in r.to_dict().items() if k != "cpu_series"},
+                      series={"cpu_pct": r.cpu_series()})  # fmt: skip
+
+    # -- hot spots ---------------------------------------------------------------------------
+
+    @keyword
+    def profile_embedded_conductor(
+        self,
+        duration: timedelta = timedelta(seconds=10),
+        *,
+        agents: int = 3,
+        workers: int = 4,
+        top: int = 10,
+        cpu_only: bool = False,
+    ) -> str:
+        """Profile a separate embedded conductor under scalene for ``duration`` of load; returns hotspots.md.
+
+        The load: API reads and message posts over ``workers`` connections, ``agents`` stub agents
+        and one SSE client. Writes ``hotspots.md`` and ``hotspots.scalene.json`` into the run's
+        results folder and logs the top ``top`` lines. Skips for an external SUT (no pprof) and
+        when scalene is not installed.
+
+        Example:
+        | `Profile Embedded Conductor`    10 s    agents=3
+        """
+        target = require_target()
+        if target.kind != EMBEDDED:
+            skip(f"CPU profile not available: {pprof_unavailable_reason()}")
+        reason = scalene_unavailable_reason()
+        if reason:
+            skip(reason)
+        logger.console(
+            f"\n    profile: a separate embedded conductor under scalene, {seconds(duration):g} s of load"
+        )
+        report = hotspots_bench.profile_reference(SESSION.results_dir, duration_s=seconds(duration), agents=agents,
+                                                  workers=workers, cpu_only=cpu_only, top=top)  # fmt: skip
+        self._hotspots = report
+        logger.info(f"profile written in {report.elapsed_s:.1f} s: {report.markdown_path} (scalene JSON "
+                    f"{report.json_path}); load {report.load}")  # fmt: skip
+        logger.info(hotspots_bench.hotspots_html(report.hotspots, top), html=True)
+        for err in report.errors:
+            logger.warn(f"profile load: {err}")
+        return str(report.markdown_path)
+
+    @keyword
+    def hot_spot_profile_should_have_been_written(self) -> None:
+        """Fail unless the last `Profile Embedded Conductor` left a scalene JSON and a non-empty hotspots.md.
+
+        Example:
+        | `Hot Spot Profile Should Have Been Written`
+        """
+        report = self._require_hotspots()
+        for path in (report.json_path, report.markdown_path):
+            if not Path(path).is_file() or Path(path).stat().st_size == 0:
+                raise AssertionError(f"profile file missing or empty: {path}")
+
+    @keyword
+    def get_conductor_hot_spots(self, op: str | None = None, expected: float | None = None) -> int:
+        """Number of source lines of conductor_perf's own code with CPU time in the last profile.
+
+        Example:
+        | `Get Conductor Hot Spots`    >=    1
+        """
+        report = self._require_hotspots()
+        top5 = [f"{h.location} {h.function} {h.cpu_percent:.1f} %" for h in report.own_hotspots[:5]]
+        return int(figure("conductor hot spots found", len(report.own_hotspots), "lines", op, expected,
+                          details={"top": report.to_dict()["top"], "top5": top5,
+                                   "markdown": str(report.markdown_path)}))  # fmt: skip
+
+    def _require_hotspots(self) -> hotspots_bench.HotspotReport:
+        if self._hotspots is None:
+            raise AssertionError("no profile taken: call 'Profile Embedded Conductor' first")
+        return self._hotspots
+
+
+def _log_leak_charts(run: leak_bench.LeakRun) -> None:
+    """Idle-point series: memory with its baseline + tolerance line, and the counts."""
+    mem = [[c.index, c.values["memory"]] for c in run.cycles if c.values.get("memory") is not None]
+    base = run.baseline.values.get("memory")
+    if mem:
+        log_chart(line_chart({f"server memory ({run.memory_basis.upper()})": mem},
+                             f"memory at the idle point after each cycle (warm-up baseline {fmt(base or 0)} MB)",
+                             "cycle", "MB", target=None if base is None else base + run.tolerances.memory_mb,
+                             target_label="baseline + tolerance", y_from_zero=False, markers=True))  # fmt: skip
+    counts = {name: [[c.index, c.values[name]] for c in run.cycles if c.values.get(name) is not None]
+              for name in ("threads", "open fds", "tcp connections")}  # fmt: skip
+    if any(counts.values()):
+        log_chart(line_chart(counts, "threads, open fds and TCP sockets at each idle point", "cycle", "count",
+                             markers=True))  # fmt: skip
+
+
+def _log_table(rows: list[dict[str, object]], columns: list[str]) -> None:
+    """An HTML table in log.html."""
+    if not rows:
+        return
+
+    def cell(v: object) -> str:
+        return (
+            fmt(float(v))
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else str(v if v is not None else "")
+        )
+
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    logger.info(
+        f'<table border="1" style="border-collapse: collapse"><tr>{head}</tr>{body}</table>', html=True
+    )

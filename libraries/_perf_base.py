@@ -1,0 +1,174 @@
+"""Shared plumbing of the keyword libraries (not a library itself).
+
+Keeps the adapters thin: figures are recorded to the session's metrics and compared with their
+target through one path, so every keyword logs and fails the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from robot.api import logger
+from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
+
+from conductor_perf.charts import line_chart, percentile_curve, svg_img_html
+from conductor_perf.session import SESSION
+from conductor_perf.target import TargetError
+from conductor_perf.verdict import compare, fmt
+
+Number = float | int
+ATTEMPT = int(os.environ.get("CONDUCTOR_PERF_ATTEMPT", "1") or 1)  # 2 when the runner re-measures failed tests
+
+# one log line per HTTP request would bury the figures in log.html
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def seconds(value: timedelta | float | int | str) -> float:
+    """A duration in seconds from a timedelta (Robot converts ``10 s``) or a number."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def robot_var(name: str, default: Any = None) -> Any:
+    """A Robot variable's value, or ``default`` outside a Robot run."""
+    try:
+        return BuiltIn().get_variable_value(name, default)
+    except RobotNotRunningError:
+        return default
+
+
+def context() -> tuple[str, str]:
+    """(suite name, test name) of the running test.
+
+    The suite name leaves out the top-level suite, whose name depends on how robot was started
+    (``Suites.Bus`` from ``robot suites``, ``Bus & Api.Bus`` from two files, ``Bus`` alone), so a
+    figure keeps the same key in every run and runs can be compared.
+    """
+    suite = str(robot_var("${SUITE NAME}", ""))
+    return suite.split(".", 1)[1] if "." in suite else suite, str(robot_var("${TEST NAME}", ""))
+
+
+def progress(label: str, unit: str) -> Callable[[float, int, float], None]:
+    """A progress callback that prints ``label: 4.0 s, 12345 done, 3086 unit`` to the console."""
+
+    def report(elapsed: float, done: int, rate: float) -> None:
+        logger.console(f"    {label}: {elapsed:5.1f} s elapsed, {done} done, {fmt(rate)} {unit}")
+
+    return report
+
+
+def skip(reason: str) -> None:
+    """Skip the running test with a reason (never a pass); the skip is recorded in the metrics."""
+    suite, test = context()
+    SESSION.record(suite=suite, test=test, metric="skipped", unit="", value=None, verdict="skipped", message=reason,
+                   profile=SESSION.profile, attempt=ATTEMPT)  # fmt: skip
+    BuiltIn().skip(reason)
+
+
+def require_target():
+    """The SUT, or fail with the one-line reason."""
+    try:
+        return SESSION.require_target()
+    except TargetError as exc:
+        raise AssertionError(str(exc)) from None
+
+
+def require_root():
+    """The SUT's runs root; SKIP the test (with the reason) when an external SUT has none."""
+    target = require_target()
+    try:
+        return target.require_root()
+    except TargetError as exc:
+        skip(str(exc))
+        raise  # unreachable: skip raises
+
+
+def figure(
+    metric: str,
+    value: Number,
+    unit: str,
+    op: str | None = None,
+    expected: Number | None = None,
+    *,
+    details: dict[str, Any] | None = None,
+    histogram: str | None = None,
+    samples: list[float] | None = None,
+    series: dict[str, Any] | None = None,
+    invalid_reason: str = "",
+) -> float:
+    """Record a figure; when ``op`` and ``expected`` are given, compare and fail with the message.
+
+    Every figure is logged with its unit, and with its target and verdict when there is one. With
+    ``invalid_reason`` (e.g. the load generator was saturated) a missed target is reported as an
+    invalid measurement rather than a miss of the SUT.
+    """
+    suite, test = context()
+    rec: dict[str, Any] = {"suite": suite, "test": test, "metric": metric, "unit": unit, "value": float(value),
+                           "profile": SESSION.profile, "attempt": ATTEMPT}  # fmt: skip
+    if details:
+        rec["extra"] = details
+    if histogram:
+        rec["hdr"] = histogram
+    if samples:
+        rec["samples"] = samples
+    if series:
+        rec["series"] = series
+    if op is None or expected is None:
+        rec["verdict"] = "info"
+        rec["message"] = f"{metric}: {fmt(value)} {unit}"
+        SESSION.record(**rec)
+        logger.info(rec["message"])
+        return float(value)
+    check = compare(metric, float(value), op, float(expected), unit)
+    verdict, message = ("pass" if check.ok else "fail"), check.message
+    if not check.ok and invalid_reason:
+        # a saturated generator bounds the figure in one direction only: a miss proves nothing
+        verdict, message = "invalid", f"measurement invalid: {invalid_reason}; {check.message}"
+    rec.update(target=check.target_text, verdict=verdict, message=message)
+    SESSION.record(**rec)
+    logger.info(message)
+    if not check.ok:
+        raise AssertionError(message)
+    return float(value)
+
+
+def log_chart(svg: str) -> None:
+    """Embed an SVG chart in log.html."""
+    logger.info(svg_img_html(svg), html=True)
+
+
+def chart_series(title: str, series: dict[str, Any], x_label: str, y_label: str,
+                 target: float | None = None, target_label: str | None = None) -> None:  # fmt: skip
+    """Log a line chart of ``{name: [(x, y), ...]}`` with an optional target line."""
+    if any(series.values()):
+        log_chart(line_chart(series, title, x_label, y_label, target=target, target_label=target_label))
+
+
+def chart_percentiles(title: str, summary: dict[str, Any], target_ms: float | None = None) -> None:
+    """Log a latency-by-percentile curve of a histogram summary (ms)."""
+    if summary and summary.get("count"):
+        log_chart(percentile_curve(summary, title, target_ms=target_ms))
+
+
+def rate_series(cumulative: list[tuple[float, int]] | list[list[float]]) -> list[list[float]]:
+    """Per-interval rates from a cumulative ``(seconds, count)`` series."""
+    out, prev_t, prev_n = [], 0.0, 0
+    for t, n in cumulative:
+        if t > prev_t:
+            out.append([round(t, 3), (n - prev_n) / (t - prev_t)])
+            prev_t, prev_n = t, n
+    return out
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Run ``fn`` and return (result, seconds)."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start

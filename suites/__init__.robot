@@ -1,0 +1,24 @@
+*** Settings ***
+Documentation     conductor-loop performance targets, one readable test per target.
+...
+...               The top-level suite owns the system under test: the embedded reference conductor on a
+...               free 127.0.0.1 port by default, or the server named by ``CONDUCTOR_URL``. At the end it
+...               writes metrics.json and the seed's FACT lines (MESSAGE-BUS.md) for a plain robot run.
+
+Resource          ../resources/common.resource
+Library           ../libraries/ReportLibrary.py
+
+Suite Setup       Start Suite Run
+Suite Teardown    Finish Suite Run
+
+
+*** Keywords ***
+Start Suite Run
+    [Documentation]    Start (or attach to) the SUT and link the run summary from the log.
+    Start Conductor For Suite
+    Link Run Summary
+
+Finish Suite Run
+    [Documentation]    Stop the SUT, then write the run report (the runner does it under pabot).
+    Stop Conductor For Suite
+    Write Run Report

@@ -1,0 +1,153 @@
+"""Leak bench: verdicts per resource, idle points, and the whole method on the reference conductor.
+
+The end-to-end tests run a small workload (1 agent, 30 messages, 2 SSE clients) for a warm-up and
+6 cycles against (a) the normal embedded conductor, which must be judged ``ok``, and (b) the same
+server started with the hidden ``--debug-leak-kb 256`` test double, which keeps 256 KiB per request
+(about 9 MB a cycle) and must be judged ``leak`` on memory. Sizes are far apart from the
+tolerance on both sides, so the verdicts do not depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conductor_perf.bench import leak_bench
+from conductor_perf.bench.leak_bench import LeakTolerances, Workload
+from conductor_perf.measure.monitor import MIB
+from conductor_perf.target import Target, start_embedded
+
+SMALL = Workload(agents=1, agent_work_ms=50, agent_lines=2, messages=30, message_writers=2, sse_clients=2,
+                 sse_events=5, api_reads=3, timeout_s=30)  # fmt: skip
+TOLERANCES = LeakTolerances(memory_mb=3.0, threads=2, open_fds=4, tcp_connections=2)
+LEAK_KIB = 256
+
+
+def _sample(uss_mb: float | None, threads: int = 5, fds: int = 10, tcp: int = 1) -> dict:
+    return {"rss_bytes": int(40 * MIB), "uss_bytes": None if uss_mb is None else int(uss_mb * MIB),
+            "pss_bytes": None, "threads": threads, "open_fds": fds, "tcp_connections": tcp}  # fmt: skip
+
+
+# -- pure parts ----------------------------------------------------------------------------
+
+
+def test_memory_basis_prefers_uss_then_pss_then_rss():
+    assert leak_bench.memory_basis({"uss_bytes": 1, "pss_bytes": 2, "rss_bytes": 3}) == "uss"
+    assert leak_bench.memory_basis({"uss_bytes": None, "pss_bytes": 2, "rss_bytes": 3}) == "pss"
+    assert leak_bench.memory_basis({"uss_bytes": None, "pss_bytes": None, "rss_bytes": 3}) == "rss"
+
+
+def test_resource_values_in_mb_and_counts():
+    values = leak_bench.resource_values(_sample(12.5, threads=7, fds=11, tcp=2))
+    assert values == {"memory": 12.5, "threads": 7, "open fds": 11, "tcp connections": 2}
+    assert leak_bench.resource_values(_sample(None), "rss")["memory"] == 40.0
+
+
+def test_flat_idle_points_are_ok_and_a_growing_one_leaks():
+    base = leak_bench.resource_values(_sample(30.0))
+    flat = [leak_bench.resource_values(_sample(30.0 + d)) for d in (0.1, -0.2, 0.3, 0.0, 0.2, -0.1)]
+    verdicts = leak_bench.leak_verdicts(base, flat, TOLERANCES)
+    assert set(verdicts) == {"memory", "threads", "open fds", "tcp connections"}
+    assert all(not v.leaked for v in verdicts.values())
+
+    growing = [leak_bench.resource_values(_sample(30.0 + 2.0 * i, threads=5 + i)) for i in range(1, 7)]
+    verdicts = leak_bench.leak_verdicts(base, growing, TOLERANCES)
+    assert verdicts["memory"].leaked and "trend" in verdicts["memory"].reasons
+    assert verdicts["threads"].leaked
+    assert not verdicts["open fds"].leaked and not verdicts["tcp connections"].leaked
+    assert verdicts["memory"].slope_per_cycle == pytest.approx(2.0)
+
+
+def test_a_level_that_does_not_return_to_the_baseline_leaks():
+    base = leak_bench.resource_values(_sample(30.0))
+    # one step up after the warm-up, flat afterwards: no trend, but 5 MB above the baseline
+    stepped = [leak_bench.resource_values(_sample(35.0)) for _ in range(6)]
+    v = leak_bench.leak_verdicts(base, stepped, TOLERANCES)["memory"]
+    assert v.leaked and v.reasons == ["no-return"]
+
+
+def test_history_allowance_widens_only_the_memory_tolerance():
+    tol = LeakTolerances(memory_mb=3.0, memory_per_run_kb=16.0)
+    assert tol.of("memory") == 3.0 and tol.of("memory", 64) == 4.0 and tol.of("threads", 64) == 2.0
+    base = leak_bench.resource_values(_sample(30.0))
+    # +0.7 MB a cycle: 3.5 MB over 6 cycles, above 3 MB without the allowance, below 4 MB with 64 runs of it
+    points = [leak_bench.resource_values(_sample(30.0 + 0.7 * i)) for i in range(1, 7)]
+    assert leak_bench.leak_verdicts(base, points, tol)["memory"].leaked
+    assert not leak_bench.leak_verdicts(base, points, tol, runs_created=64)["memory"].leaked
+
+
+def test_missing_values_are_left_out_of_the_series():
+    base = {"memory": 30.0, "threads": 5, "open fds": 10, "tcp connections": None}
+    points = [{"memory": 30.0, "threads": 5, "open fds": 10, "tcp connections": None} for _ in range(6)]
+    verdicts = leak_bench.leak_verdicts(base, points, TOLERANCES)
+    assert "tcp connections" not in verdicts and not verdicts["memory"].leaked
+
+
+def test_workload_validation_and_request_count():
+    assert Workload(agents=3, messages=200, sse_clients=5, api_reads=20).requests_per_cycle == 229
+    with pytest.raises(ValueError):
+        Workload(messages=-1)
+    with pytest.raises(ValueError):
+        Workload(message_writers=0)
+
+
+def test_too_few_cycles_and_no_pid_are_refused():
+    target = Target(kind="external", url="http://127.0.0.1:1/", pid=None)
+    with pytest.raises(ValueError, match="at least 3"):
+        leak_bench.run_leak_cycles(target, 2)
+    with pytest.raises(ValueError, match="not visible"):
+        leak_bench.run_leak_cycles(target, 6)
+
+
+def test_wait_until_quiet_sees_children_end():
+    code = ("import subprocess, sys; g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.5)']); "
+            "print('spawned', flush=True); g.wait()")  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "spawned"
+        assert leak_bench.wait_until_quiet(child.pid, timeout=0.05) is False  # the grandchild still sleeps
+        assert leak_bench.wait_until_quiet(child.pid, timeout=10) is True
+    finally:
+        child.wait(timeout=10)
+        child.stdout.close()
+    with pytest.raises(ProcessLookupError):
+        leak_bench.wait_until_quiet(child.pid, timeout=1)
+
+
+# -- end to end on the reference conductor -------------------------------------------------------
+
+
+def _leak_run(tmp_path, extra_args: list[str]) -> leak_bench.LeakRun:
+    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path, extra_args=extra_args)
+    try:
+        return leak_bench.run_leak_cycles(target, 6, workload=SMALL, tolerances=TOLERANCES, idle_s=0.3)
+    finally:
+        target.stop()
+
+
+@pytest.mark.timeout(60)
+def test_the_reference_conductor_does_not_leak(tmp_path):
+    run = _leak_run(tmp_path, [])
+    assert not run.workload_errors, run.workload_errors
+    assert len(run.cycles) == 6 and run.baseline.warmup
+    assert run.cycles[0].sse_events == SMALL.sse_clients * SMALL.sse_events
+    assert run.cycles[0].messages_ok == SMALL.messages and run.cycles[0].agents_completed == 1
+    assert run.leaking == [], [v.message for v in run.verdicts.values()]
+    rows = leak_bench.verdict_table(run)
+    assert [r["resource"] for r in rows] == ["memory", "threads", "open fds", "tcp connections"]
+    assert run.to_dict()["leaking"] == []
+
+
+@pytest.mark.timeout(60)
+def test_the_leaking_test_double_is_flagged(tmp_path):
+    run = _leak_run(tmp_path, ["--debug-leak-kb", str(LEAK_KIB)])
+    assert not run.workload_errors, run.workload_errors
+    assert "memory" in run.leaking, run.verdicts["memory"].message
+    v = run.verdicts["memory"]
+    expected_mb = SMALL.requests_per_cycle * LEAK_KIB / 1024
+    # the double keeps what it was told to keep, give or take the allocator (never machine speed)
+    assert 0.5 * expected_mb < v.slope_per_cycle < 2 * expected_mb
+    assert v.p_value < 0.05 and "no-return" in v.reasons
+    assert "threads" not in run.leaking

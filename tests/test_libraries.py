@@ -1,0 +1,114 @@
+"""Keyword libraries: documented, arguments converted, verdict messages, skip reasons (no Robot run)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from robot.libdoc import LibraryDocumentation
+
+LIBRARIES = Path(__file__).resolve().parent.parent / "libraries"
+sys.path.insert(0, str(LIBRARIES))
+
+import _perf_base  # noqa: E402
+
+from conductor_perf.session import SESSION, load_records  # noqa: E402
+from conductor_perf.target import Target  # noqa: E402
+from conductor_perf.verdict import compare, fmt  # noqa: E402
+
+LIBRARY_FILES = sorted(LIBRARIES.glob("*Library.py"))
+
+
+def test_there_are_keyword_libraries():
+    assert len(LIBRARY_FILES) >= 3
+
+
+@pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: p.stem)
+def test_every_library_and_keyword_is_documented_with_an_example(path):
+    doc = LibraryDocumentation(str(path))
+    assert doc.doc.strip(), f"{path.stem} has no library documentation"
+    assert doc.keywords, f"{path.stem} has no keywords"
+    undocumented = [kw.name for kw in doc.keywords if not kw.doc.strip()]
+    assert not undocumented, f"keywords without documentation in {path.stem}: {undocumented}"
+    without_example = [kw.name for kw in doc.keywords if "Example" not in kw.doc]
+    assert not without_example, f"keywords without an example in {path.stem}: {without_example}"
+
+
+@pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: p.stem)
+def test_keyword_names_are_title_case_phrases(path):
+    for kw in LibraryDocumentation(str(path)).keywords:
+        words = kw.name.split()
+        assert all(w[0].isupper() or w[0].isdigit() for w in words), kw.name
+        assert not kw.name.startswith(("Given", "When", "Then")), kw.name
+
+
+def test_durations_arrive_as_timedelta():
+    doc = LibraryDocumentation(str(LIBRARIES / "MessageBusLibrary.py"))
+    (kw,) = [k for k in doc.keywords if k.name == "Measure Bus Write Throughput"]
+    types = {a.name: [t.name for t in a.type.nested] if a.type and a.type.nested else (a.type.name if a.type else None)
+             for a in kw.args}  # fmt: skip
+    assert types["duration"] == "timedelta"
+    assert types["writers"] == "int"
+    assert _perf_base.seconds(timedelta(seconds=2.5)) == 2.5
+    assert _perf_base.seconds("3") == 3.0
+
+
+@pytest.fixture
+def session(tmp_path):
+    saved = (SESSION.results_dir, SESSION.records, SESSION.target)
+    SESSION.results_dir, SESSION.records, SESSION.target = tmp_path, [], None
+    yield SESSION
+    SESSION.results_dir, SESSION.records, SESSION.target = saved
+
+
+def test_figure_records_passes_and_fails_with_figure_target_and_unit(session, tmp_path):
+    assert _perf_base.figure("bus write throughput", 1234.5, "msg/s", ">", 1000) == 1234.5
+    with pytest.raises(AssertionError) as err:
+        _perf_base.figure("sse log delivery latency p95", 250, "ms", "<", 200)
+    assert str(err.value) == "sse log delivery latency p95: 250 ms (target < 200 ms): FAIL"
+    _perf_base.figure("runs seeded", 10, "runs")
+    records = load_records(tmp_path)
+    assert [r["verdict"] for r in records] == ["pass", "fail", "info"]
+    assert records[0]["target"] == "> 1000 msg/s"
+    assert records[1]["message"].endswith("FAIL")
+    assert (
+        json.loads((tmp_path / "metrics.d").glob("*.jsonl").__next__().read_text().splitlines()[0])["unit"]
+        == "msg/s"
+    )
+
+
+def test_unknown_operator_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown operator"):
+        compare("x", 1, "=>", 2)
+
+
+def test_number_formatting():
+    assert fmt(1000.0) == "1000"
+    assert fmt(12.3456) == "12.35"
+    assert fmt(0.012345) == "0.0123"
+    assert fmt(1234.56) == "1234.6"
+
+
+def test_keywords_without_a_sut_fail_with_one_line(session):
+    with pytest.raises(AssertionError, match="no conductor: call 'Start Or Attach Conductor'"):
+        _perf_base.require_target()
+
+
+def test_file_level_keyword_skips_when_external_sut_has_no_root(session, monkeypatch):
+    session.target = Target(kind="external", url="http://127.0.0.1:1/")
+    reasons = []
+
+    class Skipped(Exception):
+        pass
+
+    def fake_skip(reason):
+        reasons.append(reason)
+        raise Skipped(reason)
+
+    monkeypatch.setattr(_perf_base, "skip", fake_skip)
+    with pytest.raises(Skipped):
+        _perf_base.require_root()
+    assert reasons == ["file-level test needs the SUT's runs root: set CONDUCTOR_ROOT"]

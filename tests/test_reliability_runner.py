@@ -1,0 +1,155 @@
+"""Bad input to the suite itself: one clear line naming the problem, a non-zero exit, no traceback.
+
+Each scenario runs ``python -m conductor_perf.run`` (or plain ``robot``) as a subprocess on a
+one-test suite. All scenarios start together (two of them wait for the 10 s attach time-out), so
+the file takes about as long as the slowest one.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conductor_perf import run
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_SUITE = f"""*** Settings ***
+Resource          {REPO}/resources/common.resource
+Suite Setup       Start Conductor For Suite
+
+*** Test Cases ***
+Conductor Answers
+    Conductor Should Be Healthy
+"""
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Answers500(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = b'{"error":{"code":"INTERNAL","message":"boom"}}\n'
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("runner")
+    suite = base / "tiny.robot"
+    suite.write_text(TINY_SUITE, encoding="utf-8")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers500)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    dead = f"http://127.0.0.1:{_closed_port()}/"
+    runner = [sys.executable, "-m", "conductor_perf.run", "--results", str(base / "results")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONDUCTOR_", "PERF_", "PROFILE"))}
+    scenarios = {
+        "unreachable url": (runner + ["--url", dead, str(suite)], {}),
+        "url answering 500": (runner + ["--url", f"http://127.0.0.1:{server.server_port}/", str(suite)], {}),
+        "root that does not exist": (runner + ["--root", str(base / "no" / "such" / "root"), str(suite)], {}),
+        "url that is not a url": (runner + ["--url", "localhost:14355", str(suite)], {}),
+        "unknown profile": (runner + [str(suite)], {"PROFILE": "x"}),
+        "non-numeric target": (runner + [str(suite), "--", "--variable", "BUS_MIN_MSG_PER_S:fast"], {}),
+        "non-numeric target from the environment": (runner + [str(suite)], {"PERF_SSE_LATENCY_MS": "soon"}),
+        "duration that is not one": (runner + [str(suite), "--", "-v", "BUS_DURATION:forever"], {}),
+        "plain robot, unreachable url": (
+            [
+                sys.executable,
+                "-m",
+                "robot",
+                "--outputdir",
+                str(base / "plain"),
+                "--pythonpath",
+                str(REPO / "libraries"),
+                "--variable",
+                f"CONDUCTOR_URL:{dead}",
+                str(suite),
+            ],
+            {},
+        ),  # fmt: skip
+    }
+    procs = {
+        name: subprocess.Popen(
+            cmd, cwd=REPO, env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )  # fmt: skip
+        for name, (cmd, extra) in scenarios.items()
+    }
+    results = {}
+    deadline = time.monotonic() + 90
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results[name] = (proc.returncode, out, err)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        server.shutdown()
+    return results
+
+
+@pytest.mark.parametrize(
+    ("scenario", "line"),
+    [
+        ("unreachable url", "not healthy within 10 s (conductor at http://127.0.0.1:"),
+        ("url answering 500", "not healthy within 10 s (HTTP 500"),
+        ("root that does not exist", "conductor-perf: --root "),
+        ("url that is not a url", "conductor-perf: --url must look like http://127.0.0.1:14355/"),
+        ("unknown profile", "conductor-perf: unknown profile 'x'"),
+        (
+            "non-numeric target",
+            "conductor-perf: BUS_MIN_MSG_PER_S must be a number (default 1000), got 'fast'",
+        ),
+        (
+            "non-numeric target from the environment",
+            "SSE_LATENCY_MAX_MS must be a number (default 200), got 'soon' "
+            "from environment PERF_SSE_LATENCY_MS",
+        ),  # fmt: skip
+        (
+            "duration that is not one",
+            "BUS_DURATION must be a duration like '10 s' (default 10 s), got 'forever'",
+        ),
+        ("plain robot, unreachable url", "not healthy within 10 s (conductor at http://127.0.0.1:"),
+    ],
+)
+def test_bad_input_to_the_suite_gives_one_clear_line(outcomes, scenario: str, line: str) -> None:
+    rc, out, err = outcomes[scenario]
+    console = out + err
+    assert rc != 0, console
+    assert "Traceback" not in console, console
+    matching = [text for text in console.splitlines() if line in text]
+    assert matching, f"no line with {line!r} in:\n{console}"
+
+
+@pytest.mark.parametrize("scenario", ["root that does not exist", "unknown profile", "non-numeric target"])
+def test_option_problems_stop_before_robot_starts(outcomes, scenario: str) -> None:
+    rc, out, err = outcomes[scenario]
+    assert rc == 2
+    assert out == "" and len(err.strip().splitlines()) == 1
+
+
+def test_preflight_accepts_good_values(tmp_path: Path) -> None:
+    args = run._parser().parse_args(
+        ["--profile", "quick", "--root", str(tmp_path), "--url", "http://127.0.0.1:1/"]
+    )
+    extra = ["--variable", "BUS_MIN_MSG_PER_S:2000.5", "-v", "BUS_DURATION:2 min", "--variable=API_DURATION:3",
+             "--variable", "SOMETHING_ELSE:any text", "--include", "perf"]  # fmt: skip
+    assert run.preflight(args, extra, environ={"PERF_SSE_LATENCY_MS": "150"}) == ""
+    assert "default" in run.PROFILES and "quick" in run.PROFILES

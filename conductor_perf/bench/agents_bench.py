@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from ..formats import runs
+from ..measure.gcpause import collector_paused
 from ..measure.histogram import LatencyHistogram
 from ..measure.rawhttp import HttpConnection, HttpProtocolError, Request
 from ..target import Target, is_loopback
@@ -182,7 +183,8 @@ def submit_tasks(
         }
         for i in range(count)
     ]
-    return asyncio.run(_submit_all(target, bodies, timeout))
+    with collector_paused():
+        return asyncio.run(_submit_all(target, bodies, timeout))
 
 
 def _read_outcome(target: Target, sub: Submission, client: httpx.Client | None) -> RunOutcome | None:

@@ -58,8 +58,11 @@ VERSION_TIMEOUT_S = 10.0
 STOP_GRACE_S = 2.0
 LAUNCH_QUIET_S = 0.002
 """Queued task loops start once no request has arrived for this long (request handling first) ..."""
-LAUNCH_MAX_DELAY_S = 0.1
-"""... or once the oldest queued loop has waited this long (so sustained load cannot hold them back)."""
+LAUNCH_MAX_DELAY_S = 1.0
+"""... or once the oldest queued loop has waited this long (so sustained load cannot hold them back).
+
+At 0.1 s a burst of 100 submissions slowed by the disk crossed the limit, its agents started while
+the last requests still waited, and the burst's p95 went from ~50 ms to 220 ms."""
 
 
 def classify_exit_code(code: int) -> str:
@@ -314,6 +317,17 @@ class AgentManager:
         self.metrics.queued_runs += delta
 
     # ------------------------------------------------------------------ allocation (API side)
+
+    def prepare_task(self, task_dir: str, prompt: str) -> str:
+        """The file work of POST /api/v1/tasks before its 201: task dir, TASK.md, ``runs/<run_id>``."""
+        runs.write_task_md(Path(task_dir), prompt)  # creates the project and task directories when missing
+        runs_dir = os.path.join(task_dir, runs.RUNS_DIR)
+        try:
+            os.mkdir(runs_dir)
+        except FileExistsError:
+            if not os.path.isdir(runs_dir):
+                raise
+        return self.allocate_run_dir(runs_dir)[0]
 
     def allocate_run_dir(self, runs_dir: str) -> tuple[str, str]:
         """Create ``runs/<run_id>`` (or ``<run_id>-<digits>`` when taken) and return (id, path)."""

@@ -30,7 +30,6 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +41,7 @@ from . import godecode, gojson
 from .agents import AgentManager, TaskLoop
 from .audit import AuditWriter
 from .config import ReferenceConfig
+from .fileworker import FileWorker
 from .index import RunEntry, RunIndex, TaskEntry, join_runs_json
 from .serverlog import ServerLog
 from .streams import StreamHub
@@ -228,12 +228,14 @@ class ConductorServer:
         self.watcher = WatchHub(max(0.005, cfg.fallback_poll_interval_ms / 1000))
         self.index = RunIndex(self.root, self.watcher)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="conductor-io")
+        self.files = FileWorker()
         self.audit = AuditWriter(self.root, fsync=cfg.audit_fsync)
         self.port = cfg.port
         self.host = cfg.host
         self.started_ns = time.time_ns()
         self._started_mono = time.monotonic()
         self.inflight = 0
+        self.submitting = 0  # POST /api/v1/tasks being answered
         self.last_request = 0.0  # time.monotonic() of the latest request
         self.tasks_peak = 0
         self._sampler: asyncio.Task | None = None
@@ -263,6 +265,7 @@ class ConductorServer:
         os.makedirs(self.root, exist_ok=True)
         self.real_root = os.path.realpath(self.root)
         self.audit.start()
+        self.files.start(asyncio.get_running_loop())
         self.watcher.start()
         await self.streams.start()
 
@@ -277,11 +280,15 @@ class ConductorServer:
         self.watcher.close()
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
         self.executor.shutdown(wait=False, cancel_futures=True)  # a thread stuck on a foreign bus lock must not hold the exit
+        self.files.close()
         self.log.close()
 
     def busy(self, quiet_s: float) -> bool:
-        """Whether a request arrived within the last ``quiet_s`` seconds (agents launch when quiet)."""
-        return time.monotonic() - self.last_request < quiet_s
+        """Whether task submissions are still being answered or a request arrived within ``quiet_s``.
+
+        Agents launch when this is false: a burst of submissions gets its 201s before its agents start.
+        """
+        return self.submitting > 0 or time.monotonic() - self.last_request < quiet_s
 
     def conductor_url(self) -> str:
         """``http://<loopback>:<port>`` for ``JRUN_CONDUCTOR_URL``."""
@@ -574,7 +581,11 @@ class ConductorServer:
             body = '{"tasks":[' + ",".join(self._task_summary(t) for t in tasks) + "]}\n"
             return _json(200, body.encode(), rid)
         if method == "POST":
-            return await self._task_create(request, rid)
+            self.submitting += 1
+            try:
+                return await self._task_create(request, rid)
+            finally:
+                self.submitting -= 1
         raise METHOD_NOT_ALLOWED
 
     def _task_summary(self, task: TaskEntry, with_runs: bool = False) -> str:
@@ -649,15 +660,8 @@ class ConductorServer:
             raise bad_request(f'invalid attach_mode "{attach_mode}": must be create, attach, or resume')
         task_dir = self._within_root(project_id, task_id)
         try:
-            # write_task_md creates the project and task directories when missing
-            runs.write_task_md(Path(task_dir), prompt)
-            runs_dir = os.path.join(task_dir, runs.RUNS_DIR)
-            try:
-                os.mkdir(runs_dir)
-            except FileExistsError:
-                if not os.path.isdir(runs_dir):
-                    raise
-            run_id, _ = self.agents.allocate_run_dir(runs_dir)
+            # on the file worker: the loop answers other requests while this one is in the kernel
+            run_id = await self.files.run(self.agents.prepare_task, task_dir, prompt)
         except OSError as exc:
             raise internal(f"create task directory: {exc.strerror or exc}") from None
         entry = self.index.add_run_dir(project_id, task_id, run_id, managed=self.cfg.start_tasks)

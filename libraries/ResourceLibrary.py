@@ -142,7 +142,9 @@ class ResourceLibrary:
 
     @keyword
     def get_peak_memory(self, op: str | None = None, expected: float | None = None) -> float:
-        """Peak memory in MB of the server (PSS, else RSS) plus its agents (RSS) during sampling.
+        """Peak memory in MB of the server (PSS, else RSS) plus its child processes (RSS) during sampling.
+
+        The children are the agents and, for the embedded conductor, its file helper process.
 
         Example:
         | `Get Peak Memory`    <    500
@@ -152,8 +154,8 @@ class ResourceLibrary:
         peak = max(v for _, v in series)
         return figure(f"{self._label} peak memory", peak, "MB", op, expected,
                       details={"basis": s.memory_basis, "server_peak_rss_mb": (s.peak("rss_bytes") or 0) / MIB,
-                               "agents_peak_rss_mb": (s.peak("children_rss_bytes") or 0) / MIB,
-                               "peak_agents": s.peak("children")},
+                               "children_peak_rss_mb": (s.peak("children_rss_bytes") or 0) / MIB,
+                               "peak_children": s.peak("children")},
                       series={"memory_mb": series})  # fmt: skip
 
     @keyword

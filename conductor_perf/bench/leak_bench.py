@@ -51,6 +51,7 @@ from ..measure.load import closed_loop
 from ..measure.monitor import MIB, sample_once
 from ..measure.rawhttp import Request
 from ..measure.sse import SSEClient, SSEError
+from ..reference.filehelper import HELPER_MODULE
 from ..target import Target, is_loopback
 from . import agents_bench
 
@@ -246,7 +247,7 @@ def resource_values(sample: dict[str, Any], basis: str | None = None) -> dict[st
 
 
 def wait_until_quiet(pid: int, *, timeout: float = 30.0, poll: float = 0.05) -> bool:
-    """Wait until the process has no live child processes (its agents ended); False on timeout."""
+    """Wait until the process has no live agent processes (the file helper aside); False on timeout."""
     deadline = time.monotonic() + timeout
     try:
         proc = psutil.Process(pid)
@@ -254,7 +255,8 @@ def wait_until_quiet(pid: int, *, timeout: float = 30.0, poll: float = 0.05) -> 
         raise ProcessLookupError(f"no process with pid {pid}") from exc
     while True:
         try:
-            kids = [k for k in proc.children(recursive=True) if k.status() != psutil.STATUS_ZOMBIE]
+            kids = [k for k in proc.children(recursive=True)
+                    if k.status() != psutil.STATUS_ZOMBIE and not _is_service_process(k)]  # fmt: skip
         except psutil.NoSuchProcess as exc:
             raise ProcessLookupError(f"process {pid} ended") from exc
         except psutil.Error:
@@ -264,6 +266,14 @@ def wait_until_quiet(pid: int, *, timeout: float = 30.0, poll: float = 0.05) -> 
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)
+
+
+def _is_service_process(proc: psutil.Process) -> bool:
+    """The embedded conductor's own long-lived helper (it lives as long as the server; not an agent)."""
+    try:
+        return HELPER_MODULE in proc.cmdline()
+    except psutil.Error:
+        return False
 
 
 def idle_point(

@@ -126,6 +126,37 @@ def write_task_md(task: Path, prompt: str) -> bool:
     return True
 
 
+def allocate_run_dir(runs_dir: str, run_id: str) -> str:
+    """Create ``runs/<run_id>`` (or ``<run_id>-<digits>`` when taken, as the real server does); returns the id."""
+    try:
+        os.mkdir(os.path.join(runs_dir, run_id), 0o755)
+        return run_id
+    except FileExistsError:
+        for _ in range(100):
+            alt = f"{run_id}-{secrets.randbelow(10**10)}"
+            try:
+                os.mkdir(os.path.join(runs_dir, alt), 0o700)
+                return alt
+            except FileExistsError:
+                continue
+        raise
+
+
+def prepare_task(task_dir: str, prompt: str, run_id: str) -> str:
+    """The file work of POST /api/v1/tasks before its 201: task dir, ``TASK.md``, ``runs/<run_id>``.
+
+    Returns the run id actually taken (see :func:`allocate_run_dir`).
+    """
+    write_task_md(Path(task_dir), prompt)  # creates the project and task directories when missing
+    runs_dir = os.path.join(task_dir, RUNS_DIR)
+    try:
+        os.mkdir(runs_dir)
+    except FileExistsError:
+        if not os.path.isdir(runs_dir):
+            raise
+    return allocate_run_dir(runs_dir, run_id)
+
+
 def mark_done(task: Path) -> None:
     """Create the empty ``DONE`` marker of a task."""
     (task / DONE).touch()

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -318,33 +317,10 @@ class AgentManager:
 
     # ------------------------------------------------------------------ allocation (API side)
 
-    def prepare_task(self, task_dir: str, prompt: str) -> str:
-        """The file work of POST /api/v1/tasks before its 201: task dir, TASK.md, ``runs/<run_id>``."""
-        runs.write_task_md(Path(task_dir), prompt)  # creates the project and task directories when missing
-        runs_dir = os.path.join(task_dir, runs.RUNS_DIR)
-        try:
-            os.mkdir(runs_dir)
-        except FileExistsError:
-            if not os.path.isdir(runs_dir):
-                raise
-        return self.allocate_run_dir(runs_dir)[0]
-
     def allocate_run_dir(self, runs_dir: str) -> tuple[str, str]:
         """Create ``runs/<run_id>`` (or ``<run_id>-<digits>`` when taken) and return (id, path)."""
-        run_id = self.run_ids.next()
-        path = os.path.join(runs_dir, run_id)
-        try:
-            os.mkdir(path, 0o755)
-            return run_id, path
-        except FileExistsError:
-            for _ in range(100):
-                alt = f"{run_id}-{secrets.randbelow(10**10)}"
-                try:
-                    os.mkdir(os.path.join(runs_dir, alt), 0o700)
-                    return alt, os.path.join(runs_dir, alt)
-                except FileExistsError:
-                    continue
-            raise
+        run_id = runs.allocate_run_dir(runs_dir, self.run_ids.next())
+        return run_id, os.path.join(runs_dir, run_id)
 
     def select_agent(self, name: str) -> AgentConfig | None:
         """Exact agent name, else the first agent whose type matches (the real selection)."""

@@ -41,7 +41,7 @@ from . import godecode, gojson
 from .agents import AgentManager, TaskLoop
 from .audit import AuditWriter
 from .config import ReferenceConfig
-from .fileworker import FileWorker
+from .filehelper import FileHelper
 from .index import RunEntry, RunIndex, TaskEntry, join_runs_json
 from .serverlog import ServerLog
 from .streams import StreamHub
@@ -228,7 +228,7 @@ class ConductorServer:
         self.watcher = WatchHub(max(0.005, cfg.fallback_poll_interval_ms / 1000))
         self.index = RunIndex(self.root, self.watcher)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="conductor-io")
-        self.files = FileWorker()
+        self.files = FileHelper(self.log)
         self.audit = AuditWriter(self.root, fsync=cfg.audit_fsync)
         self.port = cfg.port
         self.host = cfg.host
@@ -265,7 +265,7 @@ class ConductorServer:
         os.makedirs(self.root, exist_ok=True)
         self.real_root = os.path.realpath(self.root)
         self.audit.start()
-        self.files.start(asyncio.get_running_loop())
+        await self.files.start()
         self.watcher.start()
         await self.streams.start()
 
@@ -280,7 +280,7 @@ class ConductorServer:
         self.watcher.close()
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
         self.executor.shutdown(wait=False, cancel_futures=True)  # a thread stuck on a foreign bus lock must not hold the exit
-        self.files.close()
+        await self.files.close()
         self.log.close()
 
     def busy(self, quiet_s: float) -> bool:
@@ -660,8 +660,8 @@ class ConductorServer:
             raise bad_request(f'invalid attach_mode "{attach_mode}": must be create, attach, or resume')
         task_dir = self._within_root(project_id, task_id)
         try:
-            # on the file worker: the loop answers other requests while this one is in the kernel
-            run_id = await self.files.run(self.agents.prepare_task, task_dir, prompt)
+            # in the file helper process: the loop answers other requests meanwhile
+            run_id = await self.files.prepare_task(task_dir, prompt, self.agents.run_ids.next())
         except OSError as exc:
             raise internal(f"create task directory: {exc.strerror or exc}") from None
         entry = self.index.add_run_dir(project_id, task_id, run_id, managed=self.cfg.start_tasks)

@@ -9,10 +9,13 @@ import json
 import os
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 
 from conductor_perf.formats import runs
-from conductor_perf.reference.filehelper import FileHelper, serve
+from conductor_perf.reference.filehelper import HELPER_MODULE, FileHelper, serve
+from conductor_perf.target import start_embedded
 
 
 def test_prepare_task_creates_the_layout_and_keeps_an_existing_task_md(tmp_path: Path) -> None:
@@ -90,3 +93,17 @@ def test_a_helper_that_died_is_replaced_by_the_inline_path(tmp_path: Path) -> No
             await helper.close()
 
     assert asyncio.run(scenario()) == "r1"
+
+
+@pytest.mark.parametrize(("extra", "helpers"), [([], 1), (["--no-file-helper"], 0)])
+def test_the_server_runs_one_helper_unless_told_not_to(tmp_path: Path, extra: list[str], helpers: int) -> None:
+    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path, extra_args=extra, settle_s=0)
+    try:
+        kids = psutil.Process(target.pid).children(recursive=True)
+        assert sum(HELPER_MODULE in k.cmdline() for k in kids) == helpers
+        body = {"project_id": "p", "task_id": "t-1", "agent_type": "codex", "prompt": "x"}
+        resp = httpx.post(target.url + "api/v1/tasks", json=body, timeout=10)
+        assert resp.status_code == 201
+        assert (tmp_path / "root" / "p" / "t-1" / "runs" / resp.json()["run_id"]).is_dir()
+    finally:
+        target.stop()

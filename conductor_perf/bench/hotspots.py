@@ -278,7 +278,10 @@ def profile_reference(
     root.mkdir(parents=True, exist_ok=True)
     json_path = out / JSON_NAME
     log_path = sut_dir / "conductor.log"
-    args = ["--root", str(root), "--host", "127.0.0.1", "--port", "0", "--log-file", str(log_path)]
+    # scalene follows child processes and then may not write its profile on SIGINT: the profiled
+    # conductor does its task-creation file work on the loop instead of in its helper process
+    args = ["--root", str(root), "--host", "127.0.0.1", "--port", "0", "--log-file", str(log_path),
+            "--no-file-helper"]  # fmt: skip
     env = dict(os.environ)
     env.setdefault("HOME", str(root))
     with open(sut_dir / "conductor.stderr", "ab") as err:

@@ -2,7 +2,7 @@
 
     python -m conductor_perf.reference --root DIR [--host 127.0.0.1] [--port 0] [--config FILE]
         [--api-key K] [--disable-task-start] [--heartbeat-interval S] [--max-clients-per-run N]
-        [--max-concurrent-runs N] [--restart-delay S] [--log-file F]
+        [--max-concurrent-runs N] [--restart-delay S] [--log-file F] [--no-file-helper]
 
 The first line on stdout is the URL (``http://127.0.0.1:41234/``), flushed as soon as the socket
 listens (``--port 0`` picks a free port). SIGTERM/SIGINT: stop accepting, end open SSE streams,
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent-runs", type=int, help="agent processes at once (0 = unlimited)")
     p.add_argument("--restart-delay", type=float, help="seconds between task attempts (default 1.0)")
     p.add_argument("--log-file", help="append log lines here instead of stderr")
+    p.add_argument("--no-file-helper", action="store_true",
+                   help="do the task-creation file work on the event loop, not in a helper process "
+                        "(for profilers that follow child processes)")  # fmt: skip
     p.add_argument("--debug-leak-kb", type=int, default=0, help=argparse.SUPPRESS)  # test double, module doc
     return p
 
@@ -123,6 +126,8 @@ def config_from_args(args: argparse.Namespace) -> ReferenceConfig:
         cfg.restart_delay_s = args.restart_delay
     if args.log_file:
         cfg.log_file = Path(args.log_file)
+    if args.no_file_helper:
+        cfg.file_helper = False
     cfg.__post_init__()
     return cfg
 

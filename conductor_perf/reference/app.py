@@ -265,7 +265,8 @@ class ConductorServer:
         os.makedirs(self.root, exist_ok=True)
         self.real_root = os.path.realpath(self.root)
         self.audit.start()
-        await self.files.start()
+        if self.cfg.file_helper:
+            await self.files.start()
         self.watcher.start()
         await self.streams.start()
 

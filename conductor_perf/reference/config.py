@@ -87,6 +87,7 @@ class ReferenceConfig:
     log_file: Path | None = None
     config_path: Path | None = None
     audit_fsync: bool = True
+    file_helper: bool = True  # task-creation file work in a helper process (filehelper.py)
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.abspath(os.path.expanduser(str(self.root))))

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 
-from _perf_base import chart_percentiles, figure, progress, rate_series, require_root, seconds
+from _perf_base import chart_percentiles, figure, progress, rate_series, require_root, require_target, seconds
 from robot.api import logger
 from robot.api.deco import keyword, library
 
 from conductor_perf.bench import storage_bench
+from conductor_perf.target import EMBEDDED
 
 
 @library(scope="SUITE", auto_keywords=False)
 class StorageLibrary:
-    """Measures conductor-loop's run storage under the SUT's runs root, the real server's way.
+    """Measures conductor-loop's run storage on the SUT's disk, the real server's way.
 
     A run is a directory ``<root>/<project>/<task>/runs/<run_id>/`` with an fsynced, atomically
-    renamed ``run-info.yaml``; updates lock the sidecar ``run-info.yaml.lock``. These keywords need
-    the runs root: against an external SUT without ``CONDUCTOR_ROOT`` they skip with the reason.
+    renamed ``run-info.yaml``; updates lock the sidecar ``run-info.yaml.lock``. Against an external
+    SUT these keywords write under its runs root (``CONDUCTOR_ROOT``; skipped with the reason without
+    it); against the embedded conductor, in ``storage-<pid>/`` beside its root, on the same disk.
 
     Example:
     | `Seed Run History`    runs=1000
@@ -32,6 +36,21 @@ class StorageLibrary:
         self._rw: storage_bench.ReadWriteResult | None = None
         self._history = 0
 
+    def _root(self) -> Path:
+        """Where the file-level benchmarks write: beside the embedded conductor's root, or the SUT's root.
+
+        Against the embedded conductor they use ``storage-<pid>/`` next to its runs root (the same
+        file system): with the 1000 seeded runs inside its root, the later API suite's
+        ``GET /api/v1/tasks`` listed 1,100 tasks (250 req/s) while the suite had created 100.
+        Against an external SUT they need ``CONDUCTOR_ROOT`` and skip without it.
+        """
+        target = require_target()
+        if target.kind == EMBEDDED and target.root is not None:
+            scratch = Path(target.root).parent / f"storage-{os.getpid()}"
+            scratch.mkdir(parents=True, exist_ok=True)
+            return scratch
+        return Path(require_root())
+
     @keyword
     def seed_run_history(self, runs: int = 1000) -> int:
         """Fill the runs root with ``runs`` completed runs so measurements see history; returns the count.
@@ -39,7 +58,7 @@ class StorageLibrary:
         Example:
         | `Seed Run History`    runs=1000
         """
-        self._history += storage_bench.seed_history(require_root(), runs_count=runs)
+        self._history += storage_bench.seed_history(self._root(), runs_count=runs)
         logger.info(f"runs root now holds at least {self._history} seeded runs")
         return self._history
 
@@ -51,7 +70,7 @@ class StorageLibrary:
         | ${rate} =    `Measure Run Creation Rate`    duration=5 s
         """
         logger.console(f"\n    run creation: 1 writer x {seconds(duration):g} s")
-        self._creation = storage_bench.creation_rate(require_root(), duration=seconds(duration),
+        self._creation = storage_bench.creation_rate(self._root(), duration=seconds(duration),
                                                      on_progress=progress("run creation", "runs/s"))  # fmt: skip
         self._creation.history = self._history
         logger.info(
@@ -66,7 +85,7 @@ class StorageLibrary:
         Example:
         | ${p95} =    `Measure Run Creation Burst`    runs=100
         """
-        self._creation = storage_bench.creation_burst(require_root(), count=runs)
+        self._creation = storage_bench.creation_burst(self._root(), count=runs)
         self._creation.history = self._history
         logger.info(
             f"burst of {runs} runs in {self._creation.duration_s:.3f} s; latency ms {self._creation.latency}"
@@ -126,7 +145,7 @@ class StorageLibrary:
         | `Measure Run Info Costs`
         | `Get Run Info Latency`    read    p95    <    1
         """
-        path = storage_bench.run_info_path(require_root())
+        path = storage_bench.run_info_path(self._root())
         self._costs["read"] = storage_bench.read_cost(path, iterations=reads)
         self._costs["write"] = storage_bench.write_cost(path, iterations=writes)
         logger.info(f"run-info latency ms: {self._costs}")
@@ -155,7 +174,7 @@ class StorageLibrary:
         Example:
         | ${torn} =    `Measure Concurrent Run Info Access`    readers=4    writers=2    duration=3 s
         """
-        self._rw = storage_bench.concurrent_read_write(require_root(), readers=readers, writers=writers,
+        self._rw = storage_bench.concurrent_read_write(self._root(), readers=readers, writers=writers,
                                                        duration=seconds(duration))  # fmt: skip
         logger.info(f"{self._rw.reads} reads and {self._rw.writes} locked updates in {seconds(duration):g} s, "
                     f"{self._rw.torn_reads} torn")  # fmt: skip

@@ -352,3 +352,19 @@ def test_append_waits_for_a_foreign_bus_lock(client: httpx.Client, srv: ServerTh
     assert [m.body for m in bus.read(path)] == ["first\n", "second"]
     srv.server.audit.flush()
     assert f'"request_id":"locked-{project}"' in (root / "_audit" / "form-submissions.jsonl").read_text()
+
+
+def test_task_count_is_what_the_task_list_holds(tmp_path) -> None:
+    from conductor_perf.bench import api_bench
+    from conductor_perf.target import start_embedded
+
+    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path, extra_args=["--disable-task-start"],
+                            settle_s=0)  # fmt: skip
+    try:
+        assert api_bench.task_count(target) == 0
+        for i in range(3):
+            body = {"project_id": "p", "task_id": f"t-{i}", "agent_type": "codex", "prompt": "x"}
+            assert httpx.post(target.url + "api/v1/tasks", json=body, timeout=10).status_code == 201
+        assert api_bench.task_count(target) == 3
+    finally:
+        target.stop()

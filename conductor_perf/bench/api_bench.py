@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
+
 from ..formats import bus, runs
 from ..measure.rawhttp import Request
 from ..target import Target
@@ -34,6 +36,13 @@ def message_factory(target: Target, task_id: str, *, writer: int = 0) -> Callabl
         return Request.json("POST", "/api/v1/messages", body, headers)
 
     return make
+
+
+def task_count(target: Target, timeout: float = 30.0) -> int:
+    """How many tasks ``GET /api/v1/tasks`` lists now (the history a list-endpoint test runs with)."""
+    resp = httpx.get(target.url.rstrip("/") + "/api/v1/tasks", headers=target.auth_headers(), timeout=timeout)
+    resp.raise_for_status()
+    return len(resp.json().get("tasks") or [])
 
 
 def new_message_task() -> str:

@@ -76,6 +76,7 @@ def _load_baseline(
         results_dir=results_dir,
         history_path=args.history,
         exclude_run_id=current.run_id,
+        profile=current.profile,
     )
 
 

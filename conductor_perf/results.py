@@ -934,6 +934,7 @@ def resolve_baseline(
     results_dir: str | os.PathLike[str] = "results",
     history_path: str | os.PathLike[str] | None = None,
     exclude_run_id: str | None = None,
+    profile: str | None = None,
 ) -> RunResults:
     """Find the baseline run.
 
@@ -941,16 +942,19 @@ def resolve_baseline(
     ``latest-passing`` (newest run without failed or invalid records); or a run id, looked up
     under ``results_dir`` and then in the history (whose lines carry the samples, so a baseline
     survives the deletion of its directory). ``exclude_run_id`` (the current run) is never chosen.
+    With ``profile``, ``latest``/``latest-passing`` only consider runs of that profile (a quick
+    run's shorter durations and smaller histories are no baseline for a default run).
     """
     hist = Path(history_path) if history_path is not None else Path(results_dir) / HISTORY_FILE
     if spec in ("latest", "latest-passing"):
         entries = [e for e in read_history(hist) if str(e.get("run_id")) != exclude_run_id]
+        if profile:
+            entries = [e for e in entries if (e.get("profile") or "default") == profile]
         if spec == "latest-passing":
             entries = [e for e in entries if e.get("passed")]
         if not entries:
-            raise ResultsError(
-                f"{hist}: no {'passing ' if spec == 'latest-passing' else ''}run to use as baseline"
-            )
+            kind = "passing " if spec == "latest-passing" else ""
+            raise ResultsError(f"{hist}: no {kind}run{f' of profile {profile}' if profile else ''} to use as baseline")
         entry = entries[-1]
         run_dir = Path(results_dir) / str(entry["run_id"])
         if (run_dir / METRICS_FILE).exists():

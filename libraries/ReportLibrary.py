@@ -91,7 +91,7 @@ class ReportLibrary:
         try:
             base = resolve_baseline(baseline, results_dir=SESSION.results_dir.parent,
                                     history_path=SESSION.results_dir.parent / "history.jsonl",
-                                    exclude_run_id=current.run_id)  # fmt: skip
+                                    exclude_run_id=current.run_id, profile=current.profile)  # fmt: skip
         except ResultsError as exc:
             BuiltIn().skip(f"no baseline to compare with: {exc}")
         effect = float(min_effect.rstrip("%")) / (100 if min_effect.endswith("%") else 1)

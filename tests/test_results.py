@@ -360,6 +360,20 @@ def test_resolve_baseline_latest_passing_skips_failures_and_the_current_run(tmp_
         results.resolve_baseline("r9", results_dir=tmp_path)
 
 
+def test_latest_baselines_only_come_from_the_same_profile(tmp_path):
+    h = tmp_path / "history.jsonl"
+    for rid, profile in (("d1", "default"), ("q1", "quick"), ("d2", "default"), ("q2", "quick")):
+        run = full_run(rid)
+        run.profile = profile
+        results.append_history(h, run)
+    assert results.resolve_baseline("latest", results_dir=tmp_path, profile="default").run_id == "d2"
+    assert results.resolve_baseline("latest-passing", results_dir=tmp_path, profile="quick",
+                                    exclude_run_id="q2").run_id == "q1"  # fmt: skip
+    assert results.resolve_baseline("latest", results_dir=tmp_path).run_id == "q2"  # no profile: any run
+    with pytest.raises(ResultsError, match="no run of profile soak"):
+        results.resolve_baseline("latest", results_dir=tmp_path, profile="soak")
+
+
 # -- summaries --------------------------------------------------------------------------------------
 
 

@@ -211,8 +211,9 @@ def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: di
     """Measure the failed tests once more (plain robot) and merge; returns the merged exit code.
 
     On a shared machine one noisy moment can push a figure over its target; a miss that repeats is
-    a miss. The second attempt waits ``--rerun-settle`` seconds first (see :data:`RERUN_SETTLE_S`). Both attempts stay visible: the merged log marks re-executed tests, and the metrics of
-    the first attempt are kept in metrics.json under ``extra.superseded_attempts``.
+    a miss. The second attempt waits ``--rerun-settle`` seconds first (see :data:`RERUN_SETTLE_S`).
+    Both attempts stay visible: the merged log marks re-executed tests, and the metrics of the
+    first attempt are kept in metrics.json under ``extra.superseded_attempts``.
     """
     first = out / "first-attempt.xml"
     os.replace(out / "output.xml", first)

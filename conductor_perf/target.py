@@ -25,13 +25,6 @@ import psutil
 
 EMBEDDED, EXTERNAL = "embedded", "external"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-SETTLE_S = 0.5
-"""Pause between a fresh embedded conductor's first healthy answer and the first measurement.
-
-Measured on the 2-core CI machine: a burst of 100 task submissions sent at once to a conductor
-healthy for under 0.1 s had p95 46-56 ms (its file work took 2-4x longer), the same burst 0.1-1 s
-later 23-27 ms, with the server and the machine idle by psutil in between. The cause was not
-pinned down; suites measure a running conductor, so they wait this long after starting one."""
 
 
 class TargetError(Exception):
@@ -187,12 +180,8 @@ def start_embedded(
     extra_args: list[str] | None = None,
     start_timeout: float = 20.0,
     python: str | None = None,
-    settle_s: float = SETTLE_S,
 ) -> Target:
-    """Start ``python -m conductor_perf.reference`` on a free 127.0.0.1 port and wait until healthy.
-
-    Returns ``settle_s`` after the first healthy answer: see :data:`SETTLE_S`.
-    """
+    """Start ``python -m conductor_perf.reference`` on a free 127.0.0.1 port and wait until healthy."""
     owns_root = root is None
     root_path = Path(tempfile.mkdtemp(prefix="conductor-root-")) if root is None else Path(root)
     root_path.mkdir(parents=True, exist_ok=True)
@@ -216,7 +205,6 @@ def start_embedded(
         target.stop()
         raise
     target.version = read_version(target)
-    time.sleep(max(0.0, settle_s))
     return target
 
 

@@ -358,8 +358,7 @@ def test_task_count_is_what_the_task_list_holds(tmp_path) -> None:
     from conductor_perf.bench import api_bench
     from conductor_perf.target import start_embedded
 
-    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path, extra_args=["--disable-task-start"],
-                            settle_s=0)  # fmt: skip
+    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path, extra_args=["--disable-task-start"])
     try:
         assert api_bench.task_count(target) == 0
         for i in range(3):

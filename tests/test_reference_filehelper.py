@@ -46,8 +46,9 @@ def test_serve_answers_each_job_line_and_reports_errors(tmp_path: Path) -> None:
     out = io.BytesIO()
     assert serve(src, out) == 0
     replies = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert replies[0] == [1, "run-1"]
-    assert replies[1][:3] == [2, None, errno.ENOTDIR]
+    assert replies[0] == ["ready"]
+    assert replies[1] == [1, "run-1"]
+    assert replies[2][:3] == [2, None, errno.ENOTDIR]
     assert (tmp_path / "p" / "t" / "runs" / "run-1").is_dir()
 
 
@@ -97,7 +98,7 @@ def test_a_helper_that_died_is_replaced_by_the_inline_path(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("extra", "helpers"), [([], 1), (["--no-file-helper"], 0)])
 def test_the_server_runs_one_helper_unless_told_not_to(tmp_path: Path, extra: list[str], helpers: int) -> None:
-    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path, extra_args=extra, settle_s=0)
+    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path, extra_args=extra)
     try:
         kids = psutil.Process(target.pid).children(recursive=True)
         assert sum(HELPER_MODULE in k.cmdline() for k in kids) == helpers

@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # with CPython's default 5 ms switch interval a returning thread can wait that long behind the
     # loop. Measured with a burst of 100 task submissions: with the file work on a thread, 3 of 10
     # bursts had p95 61-91 ms at 5 ms and none above 27 ms at 1 ms; with the file helper process,
-    # 8 bursts each: p95 <= 5.6 ms at 1 ms, one of 12.2 ms at 5 ms. A lone loop is unaffected.
+    # 8 bursts each: p95 17.5-21.6 ms at 1 ms, 18.7-29.2 ms at 5 ms. A lone loop is unaffected.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         cfg = config_from_args(args)

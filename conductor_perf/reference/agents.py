@@ -60,8 +60,8 @@ LAUNCH_QUIET_S = 0.002
 LAUNCH_MAX_DELAY_S = 1.0
 """... or once the oldest queued loop has waited this long (so sustained load cannot hold them back).
 
-At 0.1 s a burst of 100 submissions slowed by the disk crossed the limit, its agents started while
-the last requests still waited, and the burst's p95 went from ~50 ms to 220 ms."""
+At 0.1 s a burst of 100 submissions that the disk slowed beyond 0.1 s had its first agents start
+while its last requests still waited; one such burst measured p50 47 ms but p90 221 ms."""
 
 
 def classify_exit_code(code: int) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from typing import Any
 
@@ -169,4 +170,7 @@ class FileHelper:
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group: the helper ends by EOF from its server, after the
+    # server has finished the jobs it sent, not in the middle of one with a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(serve())

@@ -14,6 +14,7 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import faults
 from conductor_perf import target as sut
+from conductor_perf.measure import fsprobe
 from conductor_perf.session import SESSION
 
 
@@ -206,6 +207,24 @@ class ConductorLibrary:
             sut.wait_healthy(require_target(), timeout=5)
         except sut.TargetError as exc:
             raise AssertionError(str(exc)) from None
+
+    @keyword
+    def record_file_system_state(self) -> float | None:
+        """Log what creating a directory costs now beside the embedded conductor's runs root (info figure).
+
+        Figures that create files depend on the disk's state as much as on the code (see
+        ``conductor_perf.measure.fsprobe``); this puts that state next to them. Against an external
+        SUT nothing is written into its runs root and nothing is recorded. Returns the p50 in us.
+
+        Example:
+        | `Record File System State`
+        """
+        target = require_target()
+        if target.kind != sut.EMBEDDED or target.root is None:
+            logger.info("file system state not probed: only beside the embedded conductor's root")
+            return None
+        cost = fsprobe.directory_creation_cost(Path(target.root).parent)
+        return figure("file system directory creation p50", round(cost["p50_us"], 1), "us", details=cost)
 
     @keyword
     def acquire_measurement_lock(self, name: str = "measurement") -> None:

@@ -18,6 +18,7 @@ Test Tags        storage    perf
 *** Test Cases ***
 Run Creation Exceeds 100 Runs Per Second
     [Documentation]    Seed ``TestRunCreationThroughput``: one writer creates runs for distinct tasks for 5 s.
+    Record File System State
     Measure Run Creation Rate    duration=${RUN_CREATION_DURATION}
     Get Run Creation Rate    >    ${RUN_CREATION_MIN_PER_S}
 

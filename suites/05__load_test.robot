@@ -17,6 +17,7 @@ Test Tags        load    api    perf
 *** Test Cases ***
 One Hundred Concurrent Task Submissions Answer Within 50 Ms At p95
     [Documentation]    Seed 8 and 9: the burst of 100 requests, each answered 201; API p95 < 50 ms.
+    Record File System State
     Run Concurrent Agents    ${LOAD_TEST_TASKS}    work_ms=${LOAD_TEST_WORK_MS}    timeout=${LOAD_TEST_TIMEOUT}
     Get Task Submission Latency    p95    <    ${LOAD_TEST_P95_MAX_MS}
     Every Agent Run Should Have Completed

@@ -36,6 +36,11 @@ class StorageLibrary:
         self._rw: storage_bench.ReadWriteResult | None = None
         self._history = 0
 
+    def _scratch(self) -> bool:
+        """Whether the benchmarks write beside the embedded conductor (nobody else reads those files)."""
+        target = require_target()
+        return target.kind == EMBEDDED and target.root is not None
+
     def _root(self) -> Path:
         """Where the file-level benchmarks write: beside the embedded conductor's root, or the SUT's root.
 
@@ -45,7 +50,7 @@ class StorageLibrary:
         Against an external SUT they need ``CONDUCTOR_ROOT`` and skip without it.
         """
         target = require_target()
-        if target.kind == EMBEDDED and target.root is not None:
+        if self._scratch():
             scratch = Path(target.root).parent / f"storage-{os.getpid()}"
             scratch.mkdir(parents=True, exist_ok=True)
             return scratch
@@ -70,7 +75,11 @@ class StorageLibrary:
         | ${rate} =    `Measure Run Creation Rate`    duration=5 s
         """
         logger.console(f"\n    run creation: 1 writer x {seconds(duration):g} s")
+        # created runs are removed only from an external SUT's root (its list endpoints read them);
+        # beside the embedded conductor they stay: deleting ~15,000 inodes slowed every file
+        # creation of the next minutes (ext4 without a journal; see conductor_perf.measure.fsprobe)
         self._creation = storage_bench.creation_rate(self._root(), duration=seconds(duration),
+                                                     remove=not self._scratch(),
                                                      on_progress=progress("run creation", "runs/s"))  # fmt: skip
         self._creation.history = self._history
         logger.info(
@@ -85,7 +94,7 @@ class StorageLibrary:
         Example:
         | ${p95} =    `Measure Run Creation Burst`    runs=100
         """
-        self._creation = storage_bench.creation_burst(self._root(), count=runs)
+        self._creation = storage_bench.creation_burst(self._root(), count=runs, remove=not self._scratch())
         self._creation.history = self._history
         logger.info(
             f"burst of {runs} runs in {self._creation.duration_s:.3f} s; latency ms {self._creation.latency}"

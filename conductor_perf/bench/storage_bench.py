@@ -70,8 +70,12 @@ def creation_rate(
     max_runs: int = 1_000_000,
     on_progress: ProgressFn | None = None,
     progress_every: float = 2.0,
+    remove: bool = True,
 ) -> CreationResult:
-    """Create runs one after another for ``duration`` seconds; rate = runs / duration."""
+    """Create runs one after another for ``duration`` seconds; rate = runs / duration.
+
+    ``remove``: delete the created task folders afterwards (see :func:`remove_created`).
+    """
     ids = runs.RunIdGenerator()
     hist = LatencyHistogram()
     perf = time.perf_counter_ns
@@ -97,15 +101,19 @@ def creation_rate(
                 on_progress(now - start, n, n / (now - start))
                 last_progress = now
     finally:
-        remove_created(root, project, prefix, n + 1)
+        if remove:
+            remove_created(root, project, prefix, n + 1)
     return CreationResult(runs=n, duration_s=duration, rate=n / duration, latency=hist.summary(),
                           histogram=hist.encode(), timeline=timeline)  # fmt: skip
 
 
 def creation_burst(
-    root: str | os.PathLike[str], *, count: int = 100, project: str = "perf-storage"
+    root: str | os.PathLike[str], *, count: int = 100, project: str = "perf-storage", remove: bool = True
 ) -> CreationResult:
-    """Create ``count`` runs at once from ``count`` threads released together; per-run latency."""
+    """Create ``count`` runs at once from ``count`` threads released together; per-run latency.
+
+    ``remove``: delete the created task folders afterwards (see :func:`remove_created`).
+    """
     ids = runs.RunIdGenerator()
     hist = LatencyHistogram()
     lock = threading.Lock()
@@ -131,7 +139,8 @@ def creation_burst(
     for t in threads:
         t.join(timeout=60)
     wall = time.perf_counter() - start
-    remove_created(root, project, prefix, count)
+    if remove:
+        remove_created(root, project, prefix, count)
     if errors:
         raise RuntimeError(f"{len(errors)} of {count} run creations failed: {errors[0]}")
     return CreationResult(runs=count, duration_s=wall, rate=count / wall if wall else 0.0,

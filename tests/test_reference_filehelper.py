@@ -108,3 +108,19 @@ def test_the_server_runs_one_helper_unless_told_not_to(tmp_path: Path, extra: li
         assert (tmp_path / "root" / "p" / "t-1" / "runs" / resp.json()["run_id"]).is_dir()
     finally:
         target.stop()
+
+
+def test_once_the_helpers_answers_stop_jobs_run_inline(tmp_path: Path) -> None:
+    async def scenario() -> str:
+        helper = FileHelper()
+        await helper.start()
+        assert helper.proc is not None and helper._reader is not None
+        helper.proc.kill()
+        await asyncio.wait_for(asyncio.shield(helper._reader), 5)  # its stdout ended
+        assert not helper.running
+        try:
+            return await asyncio.wait_for(helper.prepare_task(str(tmp_path / "p" / "t"), "go", "r1"), 2)
+        finally:
+            await helper.close()
+
+    assert asyncio.run(scenario()) == "r1"

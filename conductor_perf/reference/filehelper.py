@@ -9,9 +9,10 @@ was quiet, and 40-85 ms with that thread when creating files was slow (the threa
 half their time waiting for the GIL). This helper has its own interpreter and GIL.
 
 Protocol: ``["ready"]`` on stdout once imported; then one JSON array per line on stdin,
-``[job, task_dir, prompt, run_id]``, and one line back on stdout per job, ``[job, run_id]`` or ``[job, null, errno, message]``. EOF on stdin ends it. The
-work itself is :func:`conductor_perf.formats.runs.prepare_task`, the same function the server
-runs inline when no helper is available.
+``[job, task_dir, prompt, run_id]``, and one line back on stdout per job, ``[job, run_id]`` or
+``[job, null, errno, message]``. EOF on stdin ends it. The work itself is
+:func:`conductor_perf.formats.runs.prepare_task`, the same function the server runs inline when no
+helper is available.
 
     python -m conductor_perf.reference.filehelper
 """
@@ -73,8 +74,9 @@ class FileHelper:
 
     @property
     def running(self) -> bool:
-        """Whether jobs go to the helper process."""
-        return self.proc is not None and self.proc.returncode is None
+        """Whether jobs go to the helper process (alive, and its answers still read)."""
+        return (self.proc is not None and self.proc.returncode is None
+                and self._reader is not None and not self._reader.done())  # fmt: skip
 
     async def start(self) -> None:
         """Start the helper process (a failure leaves the inline path in use)."""
@@ -156,7 +158,7 @@ class FileHelper:
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
         if self._reader is not None:
             self._reader.cancel()

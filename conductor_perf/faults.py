@@ -42,9 +42,6 @@ DEFAULT_POLL_S = 0.1
 DEFAULT_HEALTH_FAILURES = 3
 """Consecutive failed health checks after which an external SUT counts as down."""
 
-LAST_KILL_AT: float | None = None
-"""``time.time()`` of the last :func:`kill_embedded` in this process (for detection-time figures)."""
-
 _ORPHANS: dict[int, list[psutil.Process]] = {}
 
 
@@ -100,9 +97,9 @@ def is_down(target: Target) -> bool:
 def kill_embedded(target: Target) -> float:
     """``SIGKILL`` the embedded conductor now and reap it; returns the kill time (``time.time()``).
 
-    Its agents keep running, as after a real crash; :func:`restart_embedded` stops them.
+    Its agents keep running, as after a real crash; :func:`restart_embedded` stops them. The caller
+    keeps the kill time where it needs it (the run context's last fault).
     """
-    global LAST_KILL_AT
     if target.kind != EMBEDDED or target.process is None or target.pid is None:
         raise TargetError("only a running embedded conductor can be killed by the suite")
     try:
@@ -114,7 +111,6 @@ def kill_embedded(target: Target) -> float:
         os.kill(target.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    LAST_KILL_AT = killed_at
     try:
         target.process.wait(timeout=5)
     except Exception:  # noqa: BLE001 - SIGKILL cannot be ignored; a stuck reap is not our failure
@@ -124,10 +120,11 @@ def kill_embedded(target: Target) -> float:
 
 @dataclass
 class KillTimer:
-    """A pending or done background kill of the embedded conductor."""
+    """A pending or done background kill of the embedded conductor; ``on_kill(time)`` is called once it killed."""
 
     target: Target
     after_s: float
+    on_kill: Callable[[float], None] | None = None
     killed_at: float | None = None
     error: str = ""
     _timer: threading.Timer | None = field(default=None, repr=False)
@@ -142,6 +139,8 @@ class KillTimer:
     def _fire(self) -> None:
         try:
             self.killed_at = kill_embedded(self.target)
+            if self.on_kill is not None:
+                self.on_kill(self.killed_at)
         except Exception as exc:  # noqa: BLE001 - reported through .error
             self.error = str(exc)
 
@@ -151,11 +150,14 @@ class KillTimer:
             self._timer.cancel()
 
 
-def kill_later(target: Target, after_s: float) -> KillTimer:
-    """``SIGKILL`` the embedded conductor ``after_s`` seconds from now, from a background thread."""
+def kill_later(target: Target, after_s: float, *, on_kill: Callable[[float], None] | None = None) -> KillTimer:
+    """``SIGKILL`` the embedded conductor ``after_s`` seconds from now, from a background thread.
+
+    ``on_kill`` receives the kill time (``time.time()``) from that thread.
+    """
     if target.kind != EMBEDDED or target.process is None:
         raise TargetError("only a running embedded conductor can be killed by the suite")
-    return KillTimer(target, max(0.0, float(after_s))).start()
+    return KillTimer(target, max(0.0, float(after_s)), on_kill).start()
 
 
 def _collect_orphans(pid: int | None) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import facts
+from .context import load_records
 from .results import (
     MetricRecord,
     RunResults,
@@ -16,7 +17,6 @@ from .results import (
     summary_markdown,
     write_text_atomic,
 )
-from .session import load_records
 
 RECORD_FIELDS = {"suite", "test", "metric", "unit", "value", "target", "verdict", "message", "histogram", "hdr",
                  "samples", "series", "extra", "higher_is_better"}  # fmt: skip

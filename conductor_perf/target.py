@@ -15,12 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psutil
 
 EMBEDDED, EXTERNAL = "embedded", "external"
@@ -48,13 +46,13 @@ class Target:
     @property
     def host(self) -> str:
         """Host part of the URL."""
-        return urllib.parse.urlsplit(self.url).hostname or ""
+        return httpx.URL(self.url).host
 
     @property
     def port(self) -> int:
         """Port of the URL."""
-        parts = urllib.parse.urlsplit(self.url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
+        url = httpx.URL(self.url)
+        return url.port or (443 if url.scheme == "https" else 80)
 
     def endpoint(self, path: str) -> str:
         """Absolute URL of an API path."""
@@ -116,28 +114,31 @@ def kill_processes(procs: list[psutil.Process], *, timeout: float = 5.0) -> int:
 
 
 def http_json(url: str, *, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, object]:
-    """GET a JSON document; returns (status, parsed body or text). Raises TargetError when unreachable."""
-    req = urllib.request.Request(url, headers=headers or {})
+    """GET a JSON document; returns (status, parsed body or text). Raises TargetError when unreachable.
+
+    httpx is the project's one control client; proxies from the environment are ignored (the SUT
+    is on loopback).
+    """
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback SUT URL
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TargetError(f"conductor at {url} is not reachable: {reason}") from None
+        resp = httpx.get(url, headers=headers or {}, timeout=timeout, trust_env=False)
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        raise TargetError(f"conductor at {url} is not reachable: {exc or type(exc).__name__}") from None
     try:
-        return status, json.loads(raw)
+        return resp.status_code, json.loads(resp.content)
     except ValueError:
-        return status, raw.decode("utf-8", "replace")
+        return resp.status_code, resp.content.decode("utf-8", "replace")
 
 
 def check_url(url: str) -> str:
     """Validate a SUT URL (http, a host and a port); returns it normalised with a trailing slash."""
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetError(f"CONDUCTOR_URL must look like http://127.0.0.1:14355/, got {url!r}")
-    return f"{parts.scheme}://{parts.netloc}/"
+    bad = TargetError(f"CONDUCTOR_URL must look like http://127.0.0.1:14355/, got {url!r}")
+    try:
+        parts = httpx.URL(url.strip())
+    except httpx.InvalidURL:
+        raise bad from None
+    if parts.scheme not in ("http", "https") or not parts.host or not 0 < (parts.port or 80) < 65536:
+        raise bad
+    return f"{parts.scheme}://{parts.netloc.decode('ascii')}/"
 
 
 def wait_healthy(target: Target, timeout: float = 15.0) -> None:
@@ -264,5 +265,8 @@ def _listening_pid(target: Target) -> int | None:
 
 def is_loopback(url: str) -> bool:
     """Whether the URL's host is a loopback address (load tests refuse anything else)."""
-    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL:
+        return False
     return host in LOOPBACK_HOSTS or host.startswith("127.")

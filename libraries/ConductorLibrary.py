@@ -14,8 +14,8 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import faults
 from conductor_perf import target as sut
+from conductor_perf.context import RunContext
 from conductor_perf.measure import fsprobe
-from conductor_perf.session import SESSION
 
 
 @library(scope="GLOBAL", auto_keywords=False)
@@ -42,6 +42,12 @@ class ConductorLibrary:
     ``RESULTS_DIR`` (variable or ``CONDUCTOR_PERF_RESULTS`` environment) is where metrics and the
     SUT's log go. The SUT kind, URL and version are set as suite metadata.
 
+    = Run context =
+
+    The first `Start Or Attach Conductor` of a Robot process creates the run context (results
+    folder, SUT, profile, attempt, last fault, metric sink; ``conductor_perf.context``) and this
+    library holds it for the whole run; the other libraries read it from here.
+
     Example:
     | `Start Or Attach Conductor`
     | ${url} =    `Get Conductor Url`
@@ -49,6 +55,7 @@ class ConductorLibrary:
     """
 
     def __init__(self) -> None:
+        self.context: RunContext | None = None
         self._locks: list[str] = []
         self._extra_args: list[str] = []
         self._kill: faults.KillTimer | None = None
@@ -76,30 +83,25 @@ class ConductorLibrary:
         url = url or _setting("CONDUCTOR_URL")
         root = root or _setting("CONDUCTOR_ROOT")
         api_key = api_key or _setting("CONDUCTOR_API_KEY")
-        results = (
-            results_dir
-            or _setting("RESULTS_DIR")
-            or os.environ.get("CONDUCTOR_PERF_RESULTS", "results/adhoc")
-        )
-        SESSION.results_dir = Path(results).resolve()
-        SESSION.results_dir.mkdir(parents=True, exist_ok=True)
-        SESSION.profile = profile or _setting("PROFILE") or SESSION.profile
-        if SESSION.target is not None:
-            if faults.is_down(SESSION.target):
-                logger.warn(
-                    f"{faults.down_reason(SESSION.target)}: starting a fresh one on the same runs root"
-                )
+        if self.context is None:
+            self.context = RunContext.from_environment(
+                results_dir=results_dir or _setting("RESULTS_DIR") or None, profile=profile or _setting("PROFILE")
+            )
+        ctx = self.context
+        if ctx.target is not None:
+            if faults.is_down(ctx.target):
+                logger.warn(f"{faults.down_reason(ctx.target)}: starting a fresh one on the same runs root")
                 try:
-                    self._restart(SESSION.target)
+                    self._restart(ctx.target)
                 except sut.TargetError as exc:
                     BuiltIn().fatal_error(f"could not restart the embedded conductor: {exc}")
-            return SESSION.target.url
+            return ctx.target.url
         self._extra_args = extra_args.split() if extra_args else []
         try:
             if url:
                 target = sut.attach(url, root=root or None, api_key=api_key)
             else:
-                sut_dir = SESSION.results_dir / f"sut-{os.getpid()}"
+                sut_dir = ctx.results_dir / f"sut-{os.getpid()}"
                 target = sut.start_embedded(
                     root=root or (sut_dir / "root"),
                     log_dir=sut_dir,
@@ -108,11 +110,9 @@ class ConductorLibrary:
                 )
         except sut.TargetError as exc:
             BuiltIn().fatal_error(str(exc))
-        SESSION.target = target
+        ctx.target = target
         atexit.register(target.stop)  # a suite run on its own must not leave the SUT behind
-        SESSION.record(
-            metric="sut", suite="", test="", unit="", value=0, verdict="info", extra=target.describe()
-        )
+        ctx.record(metric="sut", suite="", test="", unit="", value=0, verdict="info", extra=target.describe())
         for name, value in (("SUT", target.kind), ("SUT URL", target.url), ("SUT version", target.version),
                             ("SUT runs root", str(target.root) if target.root else "not given")):  # fmt: skip
             BuiltIn().set_suite_metadata(name, value, top=True)
@@ -126,7 +126,9 @@ class ConductorLibrary:
         Example:
         | `Stop Conductor`
         """
-        target, SESSION.target = SESSION.target, None
+        if self.context is None:
+            return
+        target, self.context.target = self.context.target, None
         if target is not None:
             target.stop()
 
@@ -139,14 +141,15 @@ class ConductorLibrary:
         | `Kill Conductor`    after=1 s    # while the next keyword runs a load test
         """
         target = require_target()
+        ctx = self._context()
         try:
             if seconds(after) > 0:
-                self._kill = faults.kill_later(target, seconds(after))
+                self._kill = faults.kill_later(target, seconds(after), on_kill=lambda at: ctx.note_fault("kill", at, target.pid))
                 logger.info(
                     f"the embedded conductor (pid {target.pid}) will be killed in {seconds(after):g} s"
                 )
             else:
-                faults.kill_embedded(target)
+                ctx.note_fault("kill", faults.kill_embedded(target), target.pid)
                 logger.info(f"killed the embedded conductor (pid {target.pid}) with SIGKILL")
         except sut.TargetError as exc:
             raise AssertionError(str(exc)) from None
@@ -173,10 +176,15 @@ class ConductorLibrary:
 
     def _restart(self, old: sut.Target) -> None:
         new = faults.restart_embedded(old, extra_args=self._extra_args)
-        SESSION.target = new
+        self._context().target = new
         atexit.register(new.stop)
         figure("embedded conductor restarted", 1, "restarts", details=new.describe())
         logger.info(f"fresh embedded conductor (pid {new.pid}) at {new.url} on the runs root {new.root}")
+
+    def _context(self) -> RunContext:
+        if self.context is None:
+            raise AssertionError("no conductor: call 'Start Or Attach Conductor' in the suite setup first")
+        return self.context
 
     @keyword
     def get_conductor_url(self) -> str:

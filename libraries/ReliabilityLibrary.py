@@ -6,15 +6,15 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from _perf_base import chart_percentiles, figure, progress, require_root, require_target, seconds
+from _perf_base import chart_percentiles, figure, progress, require_root, require_target, run_context, seconds
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import faults
 from conductor_perf.bench import reliability
+from conductor_perf.context import load_records
 from conductor_perf.formats import bus, runs
-from conductor_perf.session import SESSION, load_records
 from conductor_perf.target import TargetError
 
 
@@ -287,8 +287,9 @@ class ReliabilityLibrary:
         conductor = BuiltIn().get_library_instance("ConductorLibrary")
 
         def kill() -> None:
+            target = require_target()
             try:
-                faults.kill_embedded(require_target())
+                run_context().note_fault("kill", faults.kill_embedded(target), target.pid)
             except TargetError as exc:
                 raise AssertionError(str(exc)) from None
 
@@ -354,7 +355,8 @@ class ReliabilityLibrary:
             finally:
                 if watch.reason is not None:
                     self._failed_at = time.time()
-                    self._killed_at = faults.LAST_KILL_AT
+                    fault = run_context().last_fault
+                    self._killed_at = fault.at if fault is not None and fault.kind == "kill" else None
                     figure("conductor died during a keyword", self._failed_at - started, "s",
                            details={"keyword": name, "reason": watch.reason})  # fmt: skip
 
@@ -379,13 +381,14 @@ class ReliabilityLibrary:
         Example:
         | `Metrics Measured So Far Should Be Saved`
         """
-        on_disk = {(r.get("time"), r.get("metric")) for r in load_records(SESSION.results_dir)}
-        missing = [r for r in SESSION.records if (r.get("time"), r.get("metric")) not in on_disk]
-        figure("metric records on disk", len(SESSION.records) - len(missing), "records",
-               details={"in_memory": len(SESSION.records), "folder": str(SESSION.metrics_dir)})  # fmt: skip
+        ctx = run_context()
+        on_disk = {(r.get("time"), r.get("metric")) for r in load_records(ctx.results_dir)}
+        missing = [r for r in ctx.records if (r.get("time"), r.get("metric")) not in on_disk]
+        figure("metric records on disk", len(ctx.records) - len(missing), "records",
+               details={"in_memory": len(ctx.records), "folder": str(ctx.metrics_dir)})  # fmt: skip
         if missing:
             names = ", ".join(str(r.get("metric")) for r in missing[:3])
-            raise AssertionError(f"{len(missing)} measured figures are not in {SESSION.metrics_dir}: {names}")
+            raise AssertionError(f"{len(missing)} measured figures are not in {ctx.metrics_dir}: {names}")
 
     @keyword
     def get_conductor_process_id(self) -> int:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from _perf_base import robot_var
+from _perf_base import find_run_context, robot_var, run_context
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import facts
+from conductor_perf.context import RunContext, load_records
 from conductor_perf.regression import compare_runs, format_comparisons, regressions
 from conductor_perf.report import finalize, to_record
 from conductor_perf.results import ResultsError, RunResults, resolve_baseline
-from conductor_perf.session import SESSION, load_records
 
 
 @library(scope="GLOBAL", auto_keywords=False)
@@ -50,13 +50,13 @@ class ReportLibrary:
             logger.info("under pabot each process ends separately: write the report afterwards with "
                         "'python -m conductor_perf.report_cli' or run through 'make perf-pabot'")  # fmt: skip
             return ""
-        bus_path = (
-            message_bus
-            or str(robot_var("${MESSAGE_BUS}", "") or "")
-            or str(SESSION.results_dir / "MESSAGE-BUS.md")
+        # the suite run may have failed before it created its context (a SUT that did not start)
+        ctx = find_run_context() or RunContext.from_environment(
+            results_dir=str(robot_var("${RESULTS_DIR}", "") or "") or None, profile=str(robot_var("${PROFILE}", ""))
         )
-        summary = finalize(SESSION.results_dir, profile=SESSION.profile, message_bus=bus_path,
-                           history=SESSION.results_dir.parent / "history.jsonl")  # fmt: skip
+        bus_path = message_bus or str(robot_var("${MESSAGE_BUS}", "") or "") or str(ctx.results_dir / "MESSAGE-BUS.md")
+        summary = finalize(ctx.results_dir, profile=ctx.profile, message_bus=bus_path,
+                           history=ctx.results_dir.parent / "history.jsonl")  # fmt: skip
         logger.info(summary)
         logger.console(f"\n{summary}")
         return bus_path
@@ -84,13 +84,14 @@ class ReportLibrary:
         Example:
         | `Run Should Not Regress From Baseline`    latest-passing    min_effect=5%
         """
-        current = RunResults.new(SESSION.results_dir.name, profile=SESSION.profile)
-        for rec in load_records(SESSION.results_dir):
+        ctx = run_context()
+        current = RunResults.new(ctx.results_dir.name, profile=ctx.profile)
+        for rec in load_records(ctx.results_dir):
             if rec.get("metric") not in ("sut", "skipped"):
                 current.add(to_record(rec))
         try:
-            base = resolve_baseline(baseline, results_dir=SESSION.results_dir.parent,
-                                    history_path=SESSION.results_dir.parent / "history.jsonl",
+            base = resolve_baseline(baseline, results_dir=ctx.results_dir.parent,
+                                    history_path=ctx.results_dir.parent / "history.jsonl",
                                     exclude_run_id=current.run_id, profile=current.profile)  # fmt: skip
         except ResultsError as exc:
             BuiltIn().skip(f"no baseline to compare with: {exc}")
@@ -112,9 +113,10 @@ class ReportLibrary:
         Example:
         | `Post Facts To Conductor Bus`
         """
-        target = SESSION.require_target()
+        ctx = run_context()
+        target = ctx.require_target()
         root = target.require_root()
         path = Path(root) / project_id / task_id / "TASK-MESSAGE-BUS.md"
         path.parent.mkdir(parents=True, exist_ok=True)
-        records = [r for r in load_records(SESSION.results_dir) if r.get("metric") != "sut"]
+        records = [r for r in load_records(ctx.results_dir) if r.get("metric") != "sut"]
         return len(facts.write_facts(path, records, sut=f"{target.kind} conductor {target.version}"))

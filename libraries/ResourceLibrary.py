@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from _perf_base import chart_series, figure, log_chart, require_target, seconds, skip
+from _perf_base import chart_series, figure, log_chart, require_target, run_context, seconds, skip
 from robot.api import logger
 from robot.api.deco import keyword, library
 
@@ -14,7 +14,6 @@ from conductor_perf.bench import idle_bench, leak_bench
 from conductor_perf.charts import line_chart
 from conductor_perf.measure.monitor import MIB, ProcessTreeSampler, ResourceSeries
 from conductor_perf.measure.profile import pprof_unavailable_reason, scalene_unavailable_reason
-from conductor_perf.session import SESSION
 from conductor_perf.target import EMBEDDED, http_json
 from conductor_perf.verdict import fmt
 
@@ -383,7 +382,7 @@ class ResourceLibrary:
         logger.console(
             f"\n    profile: a separate embedded conductor under scalene, {seconds(duration):g} s of load"
         )
-        report = hotspots_bench.profile_reference(SESSION.results_dir, duration_s=seconds(duration), agents=agents,
+        report = hotspots_bench.profile_reference(run_context().results_dir, duration_s=seconds(duration), agents=agents,
                                                   workers=workers, cpu_only=cpu_only, top=top)  # fmt: skip
         self._hotspots = report
         logger.info(f"profile written in {report.elapsed_s:.1f} s: {report.markdown_path} (scalene JSON "

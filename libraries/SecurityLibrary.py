@@ -7,12 +7,11 @@ import os
 import secrets
 import time
 
-from _perf_base import context, figure, require_target, robot_var, skip
+from _perf_base import context, figure, require_target, robot_var, run_context, skip
 from robot.api import logger
 from robot.api.deco import keyword, library
 
 from conductor_perf.bench import security
-from conductor_perf.session import SESSION
 from conductor_perf.target import EMBEDDED, Target, TargetError, start_embedded
 
 
@@ -92,9 +91,9 @@ class SecurityLibrary:
             # recorded, so the summary lists the miss with the status the SUT gave (a real conductor-loop
             # answers several of these with 201 or 500), not only robot's test status
             suite, test = context()
-            SESSION.record(suite=suite, test=test, metric=f"bad input {self._case.name}: HTTP status",
-                           unit="HTTP status", value=float(self._answer.status), verdict="fail",
-                           profile=SESSION.profile, message=f"{self._case.name}: {problem}")  # fmt: skip
+            run_context().record(suite=suite, test=test, metric=f"bad input {self._case.name}: HTTP status",
+                                 unit="HTTP status", value=float(self._answer.status), verdict="fail",
+                                 message=f"{self._case.name}: {problem}")  # fmt: skip
             raise AssertionError(f"{self._case.name}: {problem}")
 
     @keyword
@@ -109,9 +108,9 @@ class SecurityLibrary:
         if target.root is None:
             if not self._root_note_logged:
                 self._root_note_logged = True
-                SESSION.record(suite=str(robot_var("${SUITE NAME}", "")), test="", metric="outside-root check",
-                               unit="", value=None, verdict="skipped", profile=SESSION.profile,
-                               message="not checked: the SUT's runs root is unknown (set CONDUCTOR_ROOT)")  # fmt: skip
+                run_context().record(suite=str(robot_var("${SUITE NAME}", "")), test="", metric="outside-root check",
+                                     unit="", value=None, verdict="skipped",
+                                     message="not checked: the SUT's runs root is unknown (set CONDUCTOR_ROOT)")  # fmt: skip
                 logger.warn("bad input: nothing-outside-the-root is not checked without CONDUCTOR_ROOT")
             return
         found = security.escapes(target.root, self._token)
@@ -148,7 +147,7 @@ class SecurityLibrary:
             self._auth, self._key = target, target.api_key
             return target.url
         key = "perf-" + secrets.token_hex(12)
-        base = SESSION.results_dir / f"auth-sut-{os.getpid()}"
+        base = run_context().results_dir / f"auth-sut-{os.getpid()}"
         try:
             self._auth = start_embedded(root=base / "root", log_dir=base, api_key=key)
         except TargetError as exc:

@@ -1,13 +1,16 @@
 """Shared plumbing of the keyword libraries (not a library itself).
 
-Keeps the adapters thin: figures are recorded to the session's metrics and compared with their
+Keeps the adapters thin: figures are recorded to the run's metrics and compared with their
 target through one path, so every keyword logs and fails the same way.
+
+The run context (:class:`conductor_perf.context.RunContext`: results folder, SUT, profile,
+attempt, last fault, metric sink) is created by ``ConductorLibrary`` when the suite run starts;
+every library reaches it through :func:`run_context`, the one accessor.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,12 +20,14 @@ from robot.api import logger
 from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
 
 from conductor_perf.charts import line_chart, percentile_curve, svg_img_html
-from conductor_perf.session import SESSION
-from conductor_perf.target import TargetError
+from conductor_perf.context import RunContext
+from conductor_perf.target import Target, TargetError
 from conductor_perf.verdict import compare, fmt
 
 Number = float | int
-ATTEMPT = int(os.environ.get("CONDUCTOR_PERF_ATTEMPT", "1") or 1)  # 2 when the runner re-measures failed tests
+CONTEXT_HOLDER = "ConductorLibrary"
+"""The library (global scope: one instance per Robot process) that creates and holds the run context."""
+NO_CONTEXT = "no conductor: call 'Start Or Attach Conductor' in the suite setup first"
 
 # one log line per HTTP request would bury the figures in log.html
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -42,6 +47,23 @@ def robot_var(name: str, default: Any = None) -> Any:
         return BuiltIn().get_variable_value(name, default)
     except RobotNotRunningError:
         return default
+
+
+def find_run_context() -> RunContext | None:
+    """The run context of this Robot process, or ``None`` before the suite run started (or outside Robot)."""
+    try:
+        holder = BuiltIn().get_library_instance(CONTEXT_HOLDER)
+    except (RobotNotRunningError, RuntimeError):  # not running, or the suite did not import the holder
+        return None
+    return getattr(holder, "context", None)
+
+
+def run_context() -> RunContext:
+    """The run context of this Robot process; fails with one line before the suite run started."""
+    ctx = find_run_context()
+    if ctx is None:
+        raise AssertionError(NO_CONTEXT)
+    return ctx
 
 
 def context() -> tuple[str, str]:
@@ -67,15 +89,17 @@ def progress(label: str, unit: str) -> Callable[[float, int, float], None]:
 def skip(reason: str) -> None:
     """Skip the running test with a reason (never a pass); the skip is recorded in the metrics."""
     suite, test = context()
-    SESSION.record(suite=suite, test=test, metric="skipped", unit="", value=None, verdict="skipped", message=reason,
-                   profile=SESSION.profile, attempt=ATTEMPT)  # fmt: skip
+    ctx = find_run_context()
+    if ctx is not None:
+        ctx.record(suite=suite, test=test, metric="skipped", unit="", value=None, verdict="skipped",
+                   message=reason)  # fmt: skip
     BuiltIn().skip(reason)
 
 
-def require_target():
+def require_target() -> Target:
     """The SUT, or fail with the one-line reason."""
     try:
-        return SESSION.require_target()
+        return run_context().require_target()
     except TargetError as exc:
         raise AssertionError(str(exc)) from None
 
@@ -109,9 +133,9 @@ def figure(
     ``invalid_reason`` (e.g. the load generator was saturated) a missed target is reported as an
     invalid measurement rather than a miss of the SUT.
     """
+    ctx = run_context()
     suite, test = context()
-    rec: dict[str, Any] = {"suite": suite, "test": test, "metric": metric, "unit": unit, "value": float(value),
-                           "profile": SESSION.profile, "attempt": ATTEMPT}  # fmt: skip
+    rec: dict[str, Any] = {"suite": suite, "test": test, "metric": metric, "unit": unit, "value": float(value)}
     if details:
         rec["extra"] = details
     if histogram:
@@ -123,7 +147,7 @@ def figure(
     if op is None or expected is None:
         rec["verdict"] = "info"
         rec["message"] = f"{metric}: {fmt(value)} {unit}"
-        SESSION.record(**rec)
+        ctx.record(**rec)
         logger.info(rec["message"])
         return float(value)
     check = compare(metric, float(value), op, float(expected), unit)
@@ -132,7 +156,7 @@ def figure(
         # a saturated generator bounds the figure in one direction only: a miss proves nothing
         verdict, message = "invalid", f"measurement invalid: {invalid_reason}; {check.message}"
     rec.update(target=check.target_text, verdict=verdict, message=message)
-    SESSION.record(**rec)
+    ctx.record(**rec)
     logger.info(message)
     if not check.ok:
         raise AssertionError(message)

@@ -15,7 +15,7 @@ sys.path.insert(0, str(LIBRARIES))
 
 import _perf_base  # noqa: E402
 
-from conductor_perf.session import SESSION, load_records  # noqa: E402
+from conductor_perf.context import RunContext, load_records  # noqa: E402
 from conductor_perf.target import Target  # noqa: E402
 from conductor_perf.verdict import compare, fmt  # noqa: E402
 
@@ -57,11 +57,11 @@ def test_durations_arrive_as_timedelta():
 
 
 @pytest.fixture
-def session(tmp_path):
-    saved = (SESSION.results_dir, SESSION.records, SESSION.target)
-    SESSION.results_dir, SESSION.records, SESSION.target = tmp_path, [], None
-    yield SESSION
-    SESSION.results_dir, SESSION.records, SESSION.target = saved
+def session(tmp_path, monkeypatch):
+    """A run context of its own, as ConductorLibrary would hold it (no Robot run needed)."""
+    ctx = RunContext(results_dir=tmp_path, profile="quick", attempt=2)
+    monkeypatch.setattr(_perf_base, "find_run_context", lambda: ctx)
+    return ctx
 
 
 def test_figure_records_passes_and_fails_with_figure_target_and_unit(session, tmp_path):
@@ -72,6 +72,7 @@ def test_figure_records_passes_and_fails_with_figure_target_and_unit(session, tm
     _perf_base.figure("runs seeded", 10, "runs")
     records = load_records(tmp_path)
     assert [r["verdict"] for r in records] == ["pass", "fail", "info"]
+    assert {(r["profile"], r["attempt"]) for r in records} == {("quick", 2)}  # from the run context
     assert records[0]["target"] == "> 1000 msg/s"
     assert records[1]["message"].endswith("FAIL")
     assert (
@@ -112,3 +113,22 @@ def test_file_level_keyword_skips_when_external_sut_has_no_root(session, monkeyp
     with pytest.raises(Skipped):
         _perf_base.require_root()
     assert reasons == ["file-level test needs the SUT's runs root: set CONDUCTOR_ROOT"]
+
+
+def test_without_a_run_context_keywords_fail_with_one_line(monkeypatch):
+    monkeypatch.setattr(_perf_base, "find_run_context", lambda: None)
+    with pytest.raises(AssertionError, match="no conductor: call 'Start Or Attach Conductor'"):
+        _perf_base.figure("bus write throughput", 1.0, "msg/s")
+
+
+def test_run_context_reads_the_runners_environment(tmp_path):
+    ctx = RunContext.from_environment(environ={"CONDUCTOR_PERF_RESULTS": str(tmp_path / "run"),
+                                               "CONDUCTOR_PERF_ATTEMPT": "2"})  # fmt: skip
+    assert ctx.results_dir == (tmp_path / "run").resolve() and ctx.results_dir.is_dir()
+    assert (ctx.attempt, ctx.profile, ctx.target, ctx.last_fault) == (2, "default", None, None)
+    fault = ctx.note_fault("kill", 123.5, pid=42)
+    assert ctx.last_fault == fault and (fault.kind, fault.at, fault.pid) == ("kill", 123.5, 42)
+    other = RunContext.from_environment(results_dir=tmp_path / "other", profile="quick", environ={})
+    other.record(metric="m", value=1.0)
+    assert other.records and not ctx.records  # two contexts share nothing
+    assert load_records(tmp_path / "other")[0]["profile"] == "quick"

@@ -182,7 +182,8 @@ def _dummy_sut() -> Target:
 
 def test_a_blocking_body_is_interrupted_soon_after_the_sut_dies() -> None:
     target = _dummy_sut()
-    faults.kill_later(target, 0.3)
+    kills: list[float] = []
+    timer = faults.kill_later(target, 0.3, on_kill=kills.append)
     started = time.monotonic()
     with pytest.raises(faults.SutDown) as err:
         with faults.fail_fast_if_sut_dies(target, poll_s=0.05):
@@ -191,7 +192,7 @@ def test_a_blocking_body_is_interrupted_soon_after_the_sut_dies() -> None:
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("conductor died: embedded conductor") and "SIGKILL" in message
-    assert faults.LAST_KILL_AT is not None
+    assert kills == [timer.killed_at] and kills[0] is not None  # the caller learns when it killed
 
 
 def test_a_load_run_in_worker_processes_is_stopped_when_the_sut_dies(srv: ServerThread) -> None:

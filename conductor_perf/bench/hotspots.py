@@ -252,7 +252,7 @@ def profile_reference(
 
     Example::
 
-        report = profile_reference(SESSION.results_dir, duration_s=10)
+        report = profile_reference(Path("results/adhoc"), duration_s=10)
         report.own_hotspots[0].location   # e.g. ".../conductor_perf/reference/app.py:321"
 
     Args:

@@ -1,0 +1,162 @@
+"""The run context: one object holding what the keywords of one suite run share.
+
+Like Locust's ``Environment``, one :class:`RunContext` is created when a suite run starts (the
+first ``Start Or Attach Conductor`` of a Robot process) and everything that measures, kills or
+reports reads it from there: the results folder, the SUT handle, the profile, which attempt this
+is (2 when the runner measures failed tests again), the last fault the suite caused and the
+metric sink. Nothing of a run lives in module globals, so two contexts never see each other's
+state (each pabot process has its own; tests build their own).
+
+Metric records are appended as JSON lines to ``<results>/metrics.d/<pid>.jsonl`` the moment they
+are measured, so a crash keeps what was collected; the report step merges them
+(:func:`load_records`).
+
+Example::
+
+    ctx = RunContext.from_environment(results_dir="results/adhoc", profile="quick")
+    ctx.target = start_embedded(root=ctx.results_dir / "sut" / "root")
+    ctx.record(suite="Api", test="Health", metric="health rate", unit="req/s", value=812.0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .target import Target, TargetError
+
+ATTEMPT_ENV = "CONDUCTOR_PERF_ATTEMPT"
+"""Environment variable the runner sets to 2 when it measures failed tests again."""
+RESULTS_ENV = "CONDUCTOR_PERF_RESULTS"
+"""Environment variable naming the results folder of a run (set by the runner)."""
+DEFAULT_RESULTS = "results/adhoc"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault the suite caused in the SUT: what (``kill``), when (``time.time()``), which process."""
+
+    kind: str
+    at: float
+    pid: int | None = None
+
+
+class MetricSink:
+    """Where measured figures go: kept in memory and appended to this process's JSON-lines file."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """This process's file (one per process, so parallel writers never interleave)."""
+        return self.directory / f"{os.getpid()}.jsonl"
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """Append one record (a dict with a ``time``) to memory and to the file; returns it."""
+        rec = {"time": time.time(), **fields}
+        with self._lock:
+            self.records.append(rec)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec, default=str) + "\n")
+        return rec
+
+    def last(self, metric: str) -> dict[str, Any] | None:
+        """The latest record of a metric in this process."""
+        for rec in reversed(self.records):
+            if rec.get("metric") == metric:
+                return rec
+        return None
+
+
+@dataclass
+class RunContext:
+    """The current run: results folder, SUT, profile, attempt, last fault and metric sink."""
+
+    results_dir: Path
+    profile: str = "default"
+    attempt: int = 1
+    target: Target | None = None
+    last_fault: Fault | None = None
+    metrics: MetricSink = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.results_dir = Path(self.results_dir)
+        self.metrics = MetricSink(self.results_dir / "metrics.d")
+
+    @classmethod
+    def from_environment(
+        cls,
+        *,
+        results_dir: str | os.PathLike[str] | None = None,
+        profile: str = "",
+        attempt: int | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> RunContext:
+        """A context for this process: arguments first, then the runner's environment variables.
+
+        The results folder is made absolute and created.
+        """
+        env = os.environ if environ is None else environ
+        results = Path(results_dir or env.get(RESULTS_ENV) or DEFAULT_RESULTS).resolve()
+        results.mkdir(parents=True, exist_ok=True)
+        if attempt is None:
+            try:
+                attempt = int(env.get(ATTEMPT_ENV, "1") or 1)
+            except ValueError:
+                attempt = 1
+        return cls(results_dir=results, profile=profile or "default", attempt=attempt)
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Folder of the per-process JSON-lines metric files."""
+        return self.metrics.directory
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The records measured so far in this process."""
+        return self.metrics.records
+
+    def require_target(self) -> Target:
+        """The SUT, or a one-line error telling how to start one."""
+        if self.target is None:
+            raise TargetError("no conductor: call 'Start Or Attach Conductor' in the suite setup first")
+        return self.target
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """Record a metric; ``profile`` and ``attempt`` default to this run's."""
+        fields.setdefault("profile", self.profile)
+        fields.setdefault("attempt", self.attempt)
+        return self.metrics.record(**fields)
+
+    def note_fault(self, kind: str, at: float, pid: int | None = None) -> Fault:
+        """Remember a fault the suite caused (e.g. a kill) for figures timed from it."""
+        self.last_fault = Fault(kind, at, pid)
+        return self.last_fault
+
+
+def load_records(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every metric record written under ``results_dir/metrics.d`` (all processes), in time order."""
+    out: list[dict[str, Any]] = []
+    directory = Path(results_dir) / "metrics.d"
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a torn last line after a crash
+    out.sort(key=lambda r: r.get("time", 0))
+    return out

@@ -40,7 +40,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
 
-from conductor_perf.results import MetricRecord, RunResults, format_number, format_p
+from conductor_perf.records import MetricRecord, RunResults
+from conductor_perf.verdict import format_number
 
 __all__ = [
     "Comparison",
@@ -53,6 +54,7 @@ __all__ = [
     "comparability_warnings",
     "effect_size",
     "format_comparisons",
+    "format_p",
     "mann_whitney_u",
     "min_attainable_p",
     "noise_floor",
@@ -76,6 +78,13 @@ def _clean(xs: Iterable[Any]) -> list[float]:
         if math.isfinite(f):
             out.append(f)
     return out
+
+
+def format_p(p: float | None) -> str:
+    """A p-value as ``=0.034`` or ``<0.001`` (empty for None)."""
+    if p is None:
+        return ""
+    return "<0.001" if p < 0.001 else f"={p:.3f}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -587,9 +596,10 @@ def noise_floor_runs(
 def comparability_warnings(baseline: RunResults, current: RunResults) -> list[str]:
     """Reasons the two runs' figures may differ for other causes than the code (one sentence each).
 
-    Checks the machine (host, CPU, cores, Python), tool and SUT versions, profile and uncommitted
-    changes. An empty list means comparable. It cannot see a CPU shared with another job during
-    the run (the load average includes the run's own load): keep measurements in exclusive phases.
+    Checks the machine (host, CPU, cores, Python), tool versions, the SUT identity (kind, version,
+    binary hash), profile and uncommitted changes. An empty list means comparable. It cannot see a
+    CPU shared with another job during the run (the load average includes the run's own load): keep
+    measurements in exclusive phases.
     """
     out: list[str] = []
     for key in ("hostname", "cpu_model", "logical_cores", "usable_cores", "python"):
@@ -600,7 +610,7 @@ def comparability_warnings(baseline: RunResults, current: RunResults) -> list[st
         a, b = baseline.tools.get(name), current.tools.get(name)
         if a != b and a is not None and b is not None:
             out.append(f"{name} version differs: {a} vs {b}")
-    for key in ("kind", "version"):
+    for key in ("kind", "version", "binary_sha256"):
         a, b = baseline.sut.get(key), current.sut.get(key)
         if a != b:
             out.append(f"SUT {key} differs: {a} vs {b}")

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conductor_perf import regression, results
+from conductor_perf import history, records, regression, report
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -64,14 +64,14 @@ def _results_dir_for(spec: str, given: str | None) -> Path:
     return Path("results")
 
 
-def _load_current(spec: str, results_dir: Path) -> results.RunResults:
-    return results.resolve_run(spec, results_dir=results_dir)
+def _load_current(spec: str, results_dir: Path) -> records.RunResults:
+    return history.resolve_run(spec, results_dir=results_dir)
 
 
 def _load_baseline(
-    args: argparse.Namespace, current: results.RunResults, results_dir: Path
-) -> results.RunResults:
-    return results.resolve_baseline(
+    args: argparse.Namespace, current: records.RunResults, results_dir: Path
+) -> records.RunResults:
+    return history.resolve_baseline(
         args.baseline,
         results_dir=results_dir,
         history_path=args.history,
@@ -103,7 +103,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
         )
     elif args.format == "markdown":
-        print(results.summary_markdown(current, baseline, comps), end="")
+        print(report.summary_markdown(current, baseline, comps), end="")
     else:
         print(f"baseline {baseline.run_id}  vs  current {current.run_id}")
         for w in regression.comparability_warnings(baseline, current):
@@ -123,10 +123,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     run_path = Path(args.run)
     if (
         run_path.is_dir()
-        and (run_path / results.PARTS_DIR).is_dir()
-        and not (run_path / results.METRICS_FILE).exists()
+        and (run_path / records.PARTS_DIR).is_dir()
+        and not (run_path / records.METRICS_FILE).exists()
     ):
-        current = results.merge_run_dir(run_path)
+        current = records.merge_run_dir(run_path)
     else:
         current = _load_current(args.run, rdir)
     baseline = _load_baseline(args, current, rdir) if args.baseline else None
@@ -140,8 +140,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     out_dir = Path(args.output) if args.output else (run_path if run_path.is_dir() else rdir / current.run_id)
     md = out_dir / "summary.md"
     page = out_dir / "summary.html"
-    results.write_text_atomic(md, results.summary_markdown(current, baseline, comps))
-    results.write_text_atomic(page, results.summary_html(current, baseline, comps))
+    records.write_text_atomic(md, report.summary_markdown(current, baseline, comps))
+    records.write_text_atomic(page, report.summary_html(current, baseline, comps))
     print(md)
     print(page)
     return EXIT_OK
@@ -149,15 +149,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """Merge per-process part files into metrics.json (optionally append to the history)."""
-    run = results.merge_run_dir(args.run_dir)
-    print(Path(args.run_dir) / results.METRICS_FILE, f"({len(run.metrics)} records)")
+    run = records.merge_run_dir(args.run_dir)
+    print(Path(args.run_dir) / records.METRICS_FILE, f"({len(run.metrics)} records)")
     if args.history:
         hist = (
             Path(args.history_path)
             if args.history_path
-            else Path(args.run_dir).resolve().parent / results.HISTORY_FILE
+            else Path(args.run_dir).resolve().parent / history.HISTORY_FILE
         )
-        results.append_history(hist, run)
+        history.append_history(hist, run)
         print(hist)
     return EXIT_OK
 
@@ -165,11 +165,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_noise(args: argparse.Namespace) -> int:
     """Print the A/A noise floor per metric between two runs of the same code."""
     rdir = Path(args.results_dir) if args.results_dir else Path("results")
-    a = results.resolve_run(args.run_a, results_dir=rdir)
-    b = results.resolve_run(args.run_b, results_dir=rdir)
+    a = history.resolve_run(args.run_a, results_dir=rdir)
+    b = history.resolve_run(args.run_b, results_dir=rdir)
     floors = regression.noise_floor_runs(a, b)
     if not floors:
-        raise results.ResultsError("no metric with repeated samples (n >= 2) in both runs")
+        raise records.ResultsError("no metric with repeated samples (n >= 2) in both runs")
     rows = [("metric", "n", "Δmedian", "MAD a", "MAD b", "floor", "p")]
     for key, f in floors.items():
         rows.append(
@@ -180,7 +180,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
                 f"{f.mad_pct_a:.2f}%",
                 f"{f.mad_pct_b:.2f}%",
                 f"{f.floor_pct:.2f}%",
-                results.format_p(f.p).lstrip("="),
+                regression.format_p(f.p).lstrip("="),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (results.ResultsError, ValueError, OSError) as e:
+    except (records.ResultsError, ValueError, OSError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"{PROG}: error: {msg}", file=sys.stderr)
         return EXIT_ERROR

@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"conductor-perf: {problem}", file=sys.stderr)
         return 2
+    from .records import new_run_id
     from .report import finalize
-    from .results import new_run_id
 
     results_root = Path(args.results).resolve()
     run_id = args.run_id or new_run_id()

@@ -12,9 +12,10 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import facts
 from conductor_perf.context import RunContext, load_records
+from conductor_perf.history import resolve_baseline
+from conductor_perf.records import ResultsError, RunResults
 from conductor_perf.regression import compare_runs, format_comparisons, regressions
 from conductor_perf.report import finalize, to_record
-from conductor_perf.results import ResultsError, RunResults, resolve_baseline
 
 
 @library(scope="GLOBAL", auto_keywords=False)

@@ -150,16 +150,12 @@ def figure(
         ctx.record(**rec)
         logger.info(rec["message"])
         return float(value)
-    check = compare(metric, float(value), op, float(expected), unit)
-    verdict, message = ("pass" if check.ok else "fail"), check.message
-    if not check.ok and invalid_reason:
-        # a saturated generator bounds the figure in one direction only: a miss proves nothing
-        verdict, message = "invalid", f"measurement invalid: {invalid_reason}; {check.message}"
-    rec.update(target=check.target_text, verdict=verdict, message=message)
+    check = compare(metric, float(value), op, float(expected), unit, invalid_reason=invalid_reason)
+    rec.update(target=check.target_text, verdict=check.verdict, message=check.message)
     ctx.record(**rec)
-    logger.info(message)
+    logger.info(check.message)
     if not check.ok:
-        raise AssertionError(message)
+        raise AssertionError(check.message)
     return float(value)
 
 

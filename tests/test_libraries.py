@@ -17,7 +17,6 @@ import _perf_base  # noqa: E402
 
 from conductor_perf.context import RunContext, load_records  # noqa: E402
 from conductor_perf.target import Target  # noqa: E402
-from conductor_perf.verdict import compare, fmt  # noqa: E402
 
 LIBRARY_FILES = sorted(LIBRARIES.glob("*Library.py"))
 
@@ -79,18 +78,6 @@ def test_figure_records_passes_and_fails_with_figure_target_and_unit(session, tm
         json.loads((tmp_path / "metrics.d").glob("*.jsonl").__next__().read_text().splitlines()[0])["unit"]
         == "msg/s"
     )
-
-
-def test_unknown_operator_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown operator"):
-        compare("x", 1, "=>", 2)
-
-
-def test_number_formatting():
-    assert fmt(1000.0) == "1000"
-    assert fmt(12.3456) == "12.35"
-    assert fmt(0.012345) == "0.0123"
-    assert fmt(1234.56) == "1234.6"
 
 
 def test_keywords_without_a_sut_fail_with_one_line(session):

@@ -18,7 +18,6 @@ import pytest
 from conductor_perf.measure import load
 from conductor_perf.measure.histogram import LatencyHistogram
 from conductor_perf.measure.load import LoadResult, Request, parse_loopback_url, run_closed, run_open
-from conductor_perf.measure.thresholds import verdict
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +209,7 @@ def test_refused_connections_are_errors_and_the_run_still_ends():
     assert r.requests > 0 and r.ok == 0 and r.errors == r.requests
     assert set(r.exceptions) == {"ConnectionRefusedError"}
     assert r.histogram.count == 0
-    assert verdict(r, "errors < 1 %")[0] in ("fail", "invalid")
+    assert r.error_percent == 100.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,15 +343,12 @@ def test_self_check_flags_cpu_over_budget_as_invalid(server):
     r = run_closed(server + "/ok", workers=2, duration=30, max_requests=200, cpu_budget_percent=0.0)
     assert r.saturated
     assert "CPU core" in r.saturation_reason and "budget 0 %" in r.saturation_reason
-    status, msg = verdict(r, ["p99 < 10 s"])
-    assert status == "invalid"
-    assert msg.startswith("measurement invalid: load generator saturated (")
 
 
 def test_self_check_generous_budgets_do_not_flag(server):
     r = run_open(server + "/ok", rate=50, duration=0.5, cpu_budget_percent=101, lag_budget_ms=10_000)
     assert not r.saturated and r.saturation_reason == ""
-    assert verdict(r, ["errors < 1 %", "count >= 1"])[0] == "pass"
+    assert r.errors == 0 and r.requests >= 1
 
 
 def result_with(**kw) -> LoadResult:

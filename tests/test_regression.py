@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from conductor_perf import regression, report_cli, results
+from conductor_perf import history, regression, report_cli
+from conductor_perf.records import MetricRecord, RunResults
 from conductor_perf.regression import Gate, compare, effect_size, mann_whitney_u, noise_floor, parse_gate
-from conductor_perf.results import MetricRecord, RunResults
 
 
 def gauss(mean: float, rel_sd: float, n: int, seed: int) -> list[float]:
@@ -281,7 +281,7 @@ def runs(tmp_path):
     slow = run_with("20261127-120000-3", latency=("ms", "< 50 ms", gauss(26, 0.02, 8, 3)))
     for r in (base, same, slow):
         r.write(tmp_path / r.run_id)
-    results.append_history(tmp_path / "history.jsonl", base)
+    history.append_history(tmp_path / "history.jsonl", base)
     return tmp_path, base, same, slow
 
 

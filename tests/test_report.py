@@ -1,9 +1,20 @@
-"""End-of-run report: attempts, metrics.json, summary and FACT lines from the per-process files."""
+"""End-of-run report (attempts, metrics.json, summary and FACT lines from the per-process files),
+the one-page summaries and charts, and the command line's summary, merge and errors."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
 
+import pytest
+from sample_runs import full_run, part
+from sample_runs import rec as throughput
+
+from conductor_perf import history, records, report, report_cli
+from conductor_perf.records import MetricRecord, RunResults
 from conductor_perf.report import finalize, latest_attempts, to_record
 
 
@@ -47,3 +58,126 @@ def test_finalize_writes_metrics_summary_and_facts(tmp_path):
     assert (d / "summary.html").exists()
     assert "Performance benchmarks complete" in (d / "MESSAGE-BUS.md").read_text()
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 1
+
+
+# -- summaries --------------------------------------------------------------------------------------
+
+
+def test_summary_markdown_lists_every_target_figure_verdict_and_change():
+    base = full_run("base")
+    cur = full_run("cur")
+    cur.metrics[0].value = 1000.0
+    md = report.summary_markdown(cur, base)
+    assert md.startswith("# Performance run cur")
+    for needle in (
+        "> 1000 msg/s",
+        "p95 < 50 ms",
+        "< 1000",
+        "1,000 msg/s",
+        "1,234 msg/s",
+        "31.50 ms",
+        "skipped",
+        "Regression gate",
+        "SUT exposes no pprof",
+        "0123456789ab",
+        "Baseline",
+    ):
+        assert needle in md
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(cur.metrics)
+    assert "same (insufficient samples)" in md
+
+
+def test_summary_markdown_escapes_pipes_and_works_without_baseline():
+    run = full_run()
+    run.add(MetricRecord("S|uite", "T", "m", "ms", 1.0))
+    md = report.summary_markdown(run)
+    assert "S\\|uite" in md and "Baseline" not in md
+
+
+def test_summary_html_is_self_contained_with_table_and_charts():
+    run = full_run()
+    run.add(
+        MetricRecord(
+            "Agents",
+            "Agents Finish",
+            "duration",
+            "s",
+            40.0,
+            target="< 5 min",
+            extra={"spans": [["a1", 0, 30, "completed"], ["a2", 1, 40, "failed"]]},
+        )
+    )
+    page = report.summary_html(run, full_run("base"))
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("<svg") == 4  # headroom, throughput series, percentile curve, agent timeline
+    assert "http://www.w3.org/2000/svg" in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing external
+    for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):
+        ET.fromstring(svg)
+    assert "Task Latency p95" in page and "v-skipped" in page
+
+
+def test_record_charts_pick_the_chart_for_the_data():
+    run = full_run()
+    kinds = [len(report.record_charts(r)) for r in run.metrics]
+    assert kinds == [1, 1, 0]
+
+
+# -- CLI: summary, merge and errors -----------------------------------------------------------------
+
+
+def test_cli_summary_writes_both_files(tmp_path, capsys):
+    run_dir = tmp_path / "r1"
+    full_run("r1").write(run_dir)
+    assert report_cli.main(["summary", str(run_dir)]) == 0
+    assert (run_dir / "summary.md").read_text().startswith("# Performance run r1")
+    assert "<svg" in (run_dir / "summary.html").read_text()
+
+
+def test_cli_merge_with_history(tmp_path, capsys):
+    rid = "r1"
+    run_dir = tmp_path / rid
+    part(rid, "2026-11-27T18:30:00+00:00", "2026-11-27T18:31:00+00:00", [throughput("A", 1)]).write(
+        records.part_path(run_dir, 1)
+    )
+    part(rid, "2026-11-27T18:30:00+00:00", "2026-11-27T18:32:00+00:00", [throughput("B", 200)]).write(
+        records.part_path(run_dir, 2)
+    )
+    assert report_cli.main(["merge", str(run_dir), "--history"]) == 0
+    assert len(RunResults.load(run_dir).metrics) == 2
+    assert [e["run_id"] for e in history.read_history(tmp_path / "history.jsonl")] == ["r1"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["summary", "{tmp}/missing"], "no such run"),
+        (["summary", "{tmp}/bad.json"], "not valid JSON"),
+        (["compare", "{tmp}/bad.json"], "not valid JSON"),
+        (["noise", "{tmp}/bad.json", "{tmp}/bad.json"], "not valid JSON"),
+        (["merge", "{tmp}/missing"], "no such file"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "bad.json").write_text("{oops")
+    code = report_cli.main([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_as_module_prints_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "conductor_perf.report_cli", "compare", str(tmp_path / "nope.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("conductor_perf.report_cli: error:") and "Traceback" not in proc.stderr
+    usage = subprocess.run(
+        [sys.executable, "-m", "conductor_perf.report_cli"], capture_output=True, text=True, timeout=60
+    )
+    assert usage.returncode == 2

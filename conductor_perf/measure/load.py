@@ -19,7 +19,7 @@ real client) and from the *actual* send time (service time only). A request sent
 thread used. When the generator, not the server, was the bottleneck (CPU or lag over budget, or in
 the open model the schedule not kept), :attr:`LoadResult.saturated` is true and
 :attr:`LoadResult.saturation_reason` gives the figures: such a run measures the generator, not the
-server (see :func:`conductor_perf.measure.thresholds.verdict`).
+server (a missed target is then an invalid measurement: :func:`conductor_perf.verdict.compare`).
 
 **Processes.** ``processes=K`` splits workers (or the rate) over K OS processes to get past the GIL;
 their HDR histograms are merged exactly (counts added), never averaged.

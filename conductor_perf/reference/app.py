@@ -41,15 +41,15 @@ from . import godecode, gojson
 from .agents import AgentManager, TaskLoop
 from .audit import AuditWriter
 from .config import ReferenceConfig
+from .errors import METHOD_NOT_ALLOWED, ApiError, bad_request, conflict, internal, not_found
 from .filehelper import FileHelper
 from .index import RunEntry, RunIndex, TaskEntry, join_runs_json
 from .serverlog import ServerLog
-from .streams import StreamHub
+from .streams import STREAM_RESPONSE, StreamHub
 from .watch import WatchHub
 
 CONDUCTOR_KEY = web.AppKey("conductor", object)
 FORCE_CLOSE = web.RequestKey("force_close", bool)
-STREAM_RESPONSE = web.RequestKey("stream_response", web.StreamResponse)
 
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -61,44 +61,6 @@ UNAUTHORIZED_BODY = b'{"error":"unauthorized","message":"valid API key required"
 
 INDEX_HTML = (b"<!doctype html><html><head><meta charset=\"utf-8\"><title>conductor</title></head>"
               b"<body><p>conductor reference server</p></body></html>\n")  # fmt: skip
-
-
-class ApiError(Exception):
-    """An error answered with the JSON envelope."""
-
-    def __init__(self, status: int, code: str, message: str, details: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-
-    def body(self) -> bytes:
-        """The envelope bytes."""
-        payload: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            payload["details"] = self.details
-        return gojson.encode({"error": payload})
-
-
-def bad_request(message: str) -> ApiError:
-    """400 BAD_REQUEST."""
-    return ApiError(400, "BAD_REQUEST", message)
-
-
-def not_found(message: str) -> ApiError:
-    """404 NOT_FOUND."""
-    return ApiError(404, "NOT_FOUND", message)
-
-
-def conflict(message: str, details: dict[str, str] | None = None) -> ApiError:
-    """409 CONFLICT."""
-    return ApiError(409, "CONFLICT", message, details)
-
-
-def internal(message: str) -> ApiError:
-    """500 INTERNAL."""
-    return ApiError(500, "INTERNAL", message)
-
-
-METHOD_NOT_ALLOWED = ApiError(405, "METHOD_NOT_ALLOWED", "method not allowed")
 
 
 def validate_identifier(value: str, name: str) -> str:

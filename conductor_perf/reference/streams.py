@@ -24,7 +24,8 @@ import asyncio
 import os
 import time
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -34,11 +35,15 @@ from ..formats.runs import RunInfo
 from ..formats.sse import HEADERS as SSE_HEADERS
 from ..formats.sse import encode_event
 from . import gojson
-from .index import RunEntry
+from .config import ReferenceConfig
+from .errors import ApiError, not_found
+from .index import RunEntry, RunIndex
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .app import ConductorServer
     from .watch import WatchHub
+
+#: the open stream of a request, for the server's access log (bytes sent, forced close)
+STREAM_RESPONSE = web.RequestKey("stream_response", web.StreamResponse)
 
 HYDRATION_COUNT = 20
 HEARTBEAT = encode_event("{}", "heartbeat")
@@ -518,10 +523,22 @@ def _read_from(path: str, offset: int) -> tuple[bytes, int, int]:
         return fh.read(), st.st_size, st.st_ino
 
 
+class StreamServer(Protocol):
+    """What the streams need of the server (:class:`.app.ConductorServer`)."""
+
+    cfg: ReferenceConfig
+    watcher: WatchHub
+    index: RunIndex
+    executor: Executor
+
+    def apply_cors(self, request: web.Request, resp: web.StreamResponse) -> None:
+        """Add the CORS headers of the request's origin to an answer."""
+
+
 class StreamHub:
     """All SSE state of one server: tails per run, feeds per bus file, the all-runs subscribers."""
 
-    def __init__(self, server: ConductorServer) -> None:
+    def __init__(self, server: StreamServer) -> None:
         self.server = server
         self.cfg = server.cfg
         self.watcher: WatchHub = server.watcher
@@ -657,8 +674,6 @@ class StreamHub:
         return web.Response(status=err.status, body=err.body(), headers=headers)
 
     async def _open(self, request: web.Request, rid: str, sub: Subscriber) -> web.StreamResponse:
-        from .app import STREAM_RESPONSE
-
         resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, "X-Request-Id": rid})
         resp.sse_bytes = 0  # type: ignore[attr-defined]
         request[STREAM_RESPONSE] = resp
@@ -724,8 +739,6 @@ class StreamHub:
 
     async def serve_run(self, request: web.Request, run_id: str, rid: str) -> web.StreamResponse:
         """GET /api/v1/runs/{id}/stream."""
-        from .app import ApiError, not_found  # local import: app imports this module
-
         entries = self.server.index.get_runs(run_id.strip())
         if len(entries) != 1:
             return self._error(not_found("run not found"), rid)

@@ -201,11 +201,11 @@ def resolve_baseline(
 
 
 def baseline_note(baseline: RunResults, spec: str) -> str:
-    """Which baseline was used and why, for logs and the command line, e.g.
-    ``20261205-101500-42: the newest passing default run of embedded conductor 0.76.0-reference
-    (commit 0123456789ab)``."""
+    """Which baseline was used and why, for logs and the command line, e.g. ``the newest passing
+    default run of embedded conductor 0.76.0-reference, commit 0123456789ab`` (``spec`` is what
+    was asked for: ``latest``, ``latest-passing`` or an explicit run)."""
     sha = (baseline.commit.get("sha") or "")[:12] or "no git"
-    run = f"{baseline.profile or 'default'} run of {baseline.identity} (commit {sha})"
+    run = f"{baseline.profile or 'default'} run of {baseline.identity}, commit {sha}"
     if spec in LATEST:
-        return f"{baseline.run_id}: the newest {'passing ' if spec == 'latest-passing' else ''}{run}"
-    return f"{baseline.run_id}: a {run}, as given"
+        return f"the newest {'passing ' if spec == 'latest-passing' else ''}{run}"
+    return f"a {run} (given as {spec})"

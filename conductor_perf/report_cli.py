@@ -10,8 +10,9 @@ Usage::
     python -m conductor_perf.report_cli noise results/run-a results/run-b
 
 A run is given as a ``metrics.json`` file, a run directory, or a run id under ``--results-dir``.
-A baseline may also be ``latest`` or ``latest-passing`` (from ``history.jsonl``) or a run id that
-is only in the history.
+A baseline may also be ``latest`` or ``latest-passing`` (from ``history.jsonl``: the newest run of
+the same profile and SUT identity, see :mod:`conductor_perf.history`) or a run id that is only in
+the history. ``compare`` says which baseline it used, or why there is none.
 
 Exit status: 0 fine; 1 ``compare`` found a regression; 2 usage error or unusable input (one line on
 stderr, no traceback).
@@ -77,6 +78,7 @@ def _load_baseline(
         history_path=args.history,
         exclude_run_id=current.run_id,
         profile=current.profile,
+        sut=current.sut,
     )
 
 
@@ -95,6 +97,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 {
                     "baseline": baseline.run_id,
                     "current": current.run_id,
+                    "baseline_note": history.baseline_note(baseline, args.baseline),
+                    "sut": current.identity.to_dict(),
                     "regressions": len(bad),
                     "warnings": regression.comparability_warnings(baseline, current),
                     "comparisons": [c.to_dict() for c in comps],
@@ -106,6 +110,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(report.summary_markdown(current, baseline, comps), end="")
     else:
         print(f"baseline {baseline.run_id}  vs  current {current.run_id}")
+        print(f"baseline: {history.baseline_note(baseline, args.baseline)}")
         for w in regression.comparability_warnings(baseline, current):
             print(f"warning: {w}")
         print(regression.format_comparisons(comps))

@@ -12,10 +12,10 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import facts
 from conductor_perf.context import RunContext, load_records
-from conductor_perf.history import resolve_baseline
-from conductor_perf.records import ResultsError, RunResults
-from conductor_perf.regression import compare_runs, format_comparisons, regressions
-from conductor_perf.report import finalize, to_record
+from conductor_perf.history import baseline_note, resolve_baseline
+from conductor_perf.records import ResultsError
+from conductor_perf.regression import comparability_warnings, compare_runs, format_comparisons, regressions
+from conductor_perf.report import current_run, finalize
 
 
 @library(scope="GLOBAL", auto_keywords=False)
@@ -78,31 +78,35 @@ class ReportLibrary:
         """Compare this run's figures so far with a baseline run; fail on a significant regression.
 
         ``baseline`` is a run id under the results folder, a run folder or metrics.json, ``latest`` or
-        ``latest-passing`` (from results/history.jsonl). A change counts only when the rank test on
-        the repeated samples (Mann-Whitney U) is significant at ``alpha`` AND larger than
-        ``min_effect``; figures without samples cannot regress. Returns the number of comparisons.
+        ``latest-passing`` (from results/history.jsonl: the newest run of the same profile and the
+        same SUT, i.e. kind, version and binary hash; an embedded run never baselines a real server).
+        A change counts only when the rank test on the repeated samples (Mann-Whitney U) is
+        significant at ``alpha`` AND larger than ``min_effect``; figures without samples cannot
+        regress. Skips, saying what it looked for, when there is no such run. The test message
+        names the baseline used. Returns the number of comparisons.
 
         Example:
         | `Run Should Not Regress From Baseline`    latest-passing    min_effect=5%
         """
         ctx = run_context()
-        current = RunResults.new(ctx.results_dir.name, profile=ctx.profile)
-        for rec in load_records(ctx.results_dir):
-            if rec.get("metric") not in ("sut", "skipped"):
-                current.add(to_record(rec))
+        current = current_run(ctx.results_dir, profile=ctx.profile)
         try:
             base = resolve_baseline(baseline, results_dir=ctx.results_dir.parent,
                                     history_path=ctx.results_dir.parent / "history.jsonl",
-                                    exclude_run_id=current.run_id, profile=current.profile)  # fmt: skip
+                                    exclude_run_id=current.run_id, profile=current.profile,
+                                    sut=current.sut)  # fmt: skip
         except ResultsError as exc:
             BuiltIn().skip(f"no baseline to compare with: {exc}")
+        note = f"baseline {base.run_id}: {baseline_note(base, baseline)}"
         effect = float(min_effect.rstrip("%")) / (100 if min_effect.endswith("%") else 1)
         comparisons = compare_runs(base, current, alpha=alpha, min_effect=effect)
-        logger.info(f"baseline {base.run_id}\n{format_comparisons(comparisons)}")
+        warnings = "".join(f"\nwarning: {w}" for w in comparability_warnings(base, current))
+        logger.info(f"{note}{warnings}\n{format_comparisons(comparisons)}")
         worse = regressions(comparisons)
         if worse:
-            raise AssertionError(f"{len(worse)} regressions against {base.run_id}: "
+            raise AssertionError(f"{len(worse)} regressions against {note}: "
                                  + "; ".join(c.message for c in worse[:5]))  # fmt: skip
+        BuiltIn().set_test_message(f"{len(comparisons)} figures compared, no regression; {note}")
         return len(comparisons)
 
     @keyword

@@ -2,11 +2,13 @@
 Documentation    Regression gate: this run's figures against a baseline run (issue 6).
 ...
 ...              Runs last. Every figure with repeated samples (per-second rates) is compared with the
-...              same figure of ``${BASELINE}`` (default: the newest passing run in results/history.jsonl)
-...              by a Mann-Whitney rank test plus a minimum effect of ``${REGRESSION_MIN_EFFECT}``, which
-...              sits above the A/A noise floor measured on this machine. Skipped when there is no
-...              baseline yet. Under pabot it sees only the figures written before it started; compare a
-...              finished run with ``python -m conductor_perf.report_cli compare results/latest``.
+...              same figure of ``${BASELINE}`` (default: the newest passing run in results/history.jsonl
+...              of the same profile and the same SUT: kind, version and binary hash) by a Mann-Whitney
+...              rank test plus a minimum effect of ``${REGRESSION_MIN_EFFECT}``, which sits above the A/A
+...              noise floor measured on this machine. The test message names the baseline; the test is
+...              skipped, saying what it looked for, when there is none yet. Under pabot it sees only
+...              the figures written before it started; compare a finished run with
+...              ``python -m conductor_perf.report_cli compare results/latest``.
 
 Resource         ../resources/common.resource
 Library          ../libraries/ReportLibrary.py

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sample_runs import full_run, rec
 
-from conductor_perf import history
+from conductor_perf import history, report_cli
 from conductor_perf.records import ResultsError
 
 
@@ -64,3 +66,146 @@ def test_latest_baselines_only_come_from_the_same_profile(tmp_path):
         history.resolve_baseline("latest", results_dir=tmp_path, profile="soak")
 
 
+
+
+# -- baselines per SUT identity ---------------------------------------------------------------------
+
+EMBEDDED = {"kind": "embedded", "url": "http://127.0.0.1:8123", "version": "ref-1", "root": "/tmp/runs", "pid": 7}
+EXTERNAL = {"kind": "external", "url": "http://127.0.0.1:14355/", "version": "0.76.0-SNAPSHOT-ce73c6a",
+            "root": None, "pid": None}  # fmt: skip
+SHA_A = "f7ed51" + "0" * 58
+SHA_B = "0badc0" + "1" * 58
+BINARY_A = {"kind": "binary", "url": "http://127.0.0.1:40001/", "version": "0.76.0-SNAPSHOT-ce73c6a",
+            "root": "/r", "pid": 9, "binary_sha256": SHA_A}  # fmt: skip
+BINARY_B = {**BINARY_A, "binary_sha256": SHA_B}
+
+
+def history_of(tmp_path, *runs: tuple[str, dict | None, str]) -> None:
+    """Append runs given as (run id, sut block or None for a line without one, profile)."""
+    for rid, sut, profile in runs:
+        run = full_run(rid)
+        run.profile = profile
+        run.sut = dict(sut) if sut is not None else {"kind": None, "url": None, "version": None, "root": None}
+        history.append_history(tmp_path / "history.jsonl", run)
+
+
+def pick(tmp_path, sut, profile="default", spec="latest-passing", exclude="current"):
+    return history.resolve_baseline(spec, results_dir=tmp_path, exclude_run_id=exclude, profile=profile,
+                                     sut=sut).run_id  # fmt: skip
+
+
+def test_latest_baselines_only_come_from_the_same_sut_identity(tmp_path):
+    history_of(tmp_path, ("e1", EMBEDDED, "default"), ("x1", EXTERNAL, "default"), ("a1", BINARY_A, "default"),
+               ("b1", BINARY_B, "default"), ("e2", {**EMBEDDED, "pid": 8, "url": "http://127.0.0.1:9/"}, "default"),
+               ("xq", EXTERNAL, "quick"))  # fmt: skip
+    assert pick(tmp_path, EMBEDDED) == "e2"  # url, root and pid are not part of the identity
+    assert pick(tmp_path, EXTERNAL) == "x1"  # never the newer embedded run, nor the quick one
+    assert pick(tmp_path, EXTERNAL, profile="quick") == "xq"
+    assert pick(tmp_path, BINARY_A) == "a1"  # same version, but only the same binary
+    assert pick(tmp_path, {**BINARY_B, "binary_sha256": SHA_B.upper()}) == "b1"
+    assert pick(tmp_path, BINARY_A, spec="latest") == "a1"
+
+
+def test_no_baseline_says_what_it_looked_for(tmp_path):
+    history_of(tmp_path, ("e1", EMBEDDED, "default"), ("a1", BINARY_A, "default"))
+    with pytest.raises(ResultsError) as exc:
+        pick(tmp_path, EXTERNAL)
+    assert str(exc.value) == (
+        f"no earlier passing default run of external conductor 0.76.0-SNAPSHOT-ce73c6a in {tmp_path / 'history.jsonl'}"
+        " (2 other passing run(s) in the history; the newest, a1, is a default run of binary conductor "
+        "0.76.0-SNAPSHOT-ce73c6a (sha256 f7ed51000000))"
+    )
+    with pytest.raises(ResultsError, match=r"^no earlier passing default run of binary conductor "
+                                           r"0\.76\.0-SNAPSHOT-ce73c6a \(sha256 0badc0111111\) in "):  # fmt: skip
+        pick(tmp_path, BINARY_B)
+    with pytest.raises(ResultsError, match=r"^no earlier quick run of embedded conductor ref-1: .* does not exist yet"):
+        pick(tmp_path / "empty", EMBEDDED, profile="quick", spec="latest")
+
+
+def test_the_current_run_is_never_its_own_baseline(tmp_path):
+    history_of(tmp_path, ("e1", EMBEDDED, "default"))
+    with pytest.raises(ResultsError, match="no earlier passing default run of embedded conductor ref-1 in"):
+        pick(tmp_path, EMBEDDED, exclude="e1")
+
+
+def test_a_line_without_sut_identity_counts_as_embedded_of_unknown_version(tmp_path):
+    history_of(tmp_path, ("old", None, "default"), ("e1", EMBEDDED, "default"))
+    raw = tmp_path / "history.jsonl"
+    lines = raw.read_text().splitlines()
+    legacy = json.loads(lines[0])
+    del legacy["sut"]  # as written by hand or by an old tool: no sut block at all
+    raw.write_text(json.dumps(legacy) + "\n" + lines[1] + "\n")
+    assert pick(tmp_path, {"kind": None}) == "old"  # a current run without identity: the same (unknown) one
+    assert pick(tmp_path, {}) == "old"
+    assert pick(tmp_path, {"kind": "embedded", "version": "unknown"}) == "old"
+    assert pick(tmp_path, EMBEDDED) == "e1"
+    with pytest.raises(ResultsError, match="external conductor"):
+        pick(tmp_path, EXTERNAL)  # never a real-server run
+
+
+def test_without_sut_any_identity_is_a_baseline(tmp_path):
+    history_of(tmp_path, ("e1", EMBEDDED, "default"), ("x1", EXTERNAL, "default"))
+    assert pick(tmp_path, None) == "x1"
+
+
+def test_an_explicit_baseline_is_used_as_given_whatever_its_sut(tmp_path):
+    history_of(tmp_path, ("e1", EMBEDDED, "default"), ("x1", EXTERNAL, "default"))
+    assert pick(tmp_path, EXTERNAL, spec="e1") == "e1"
+    base = history.resolve_baseline("e1", results_dir=tmp_path)
+    assert history.baseline_note(base, "e1") == (
+        "a default run of embedded conductor ref-1, commit 0123456789ab (given as e1)")
+
+
+def test_baseline_note_says_why_this_run():
+    run = full_run("a1")
+    run.sut = dict(BINARY_A)
+    assert history.baseline_note(run, "latest-passing") == (
+        "the newest passing default run of binary conductor 0.76.0-SNAPSHOT-ce73c6a (sha256 f7ed51000000), "
+        "commit 0123456789ab")
+    run.commit = {"sha": None, "dirty": None}
+    run.profile = "quick"
+    assert history.baseline_note(run, "latest").startswith("the newest quick run of binary conductor")
+    assert history.baseline_note(run, "latest").endswith("commit no git")
+
+
+# -- the command line uses the same rule ------------------------------------------------------------
+
+
+def test_cli_compare_picks_a_baseline_of_the_same_sut_and_says_which(tmp_path, capsys):
+    history_of(tmp_path, ("20261201-000000-1", EXTERNAL, "default"), ("20261201-000100-2", EMBEDDED, "default"))
+    current = full_run("20261201-000200-3")
+    current.sut = dict(EXTERNAL)
+    current.write(tmp_path / current.run_id)
+    assert report_cli.main(["compare", str(tmp_path / current.run_id)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == [
+        "baseline 20261201-000000-1  vs  current 20261201-000200-3",
+        "baseline: the newest passing default run of external conductor 0.76.0-SNAPSHOT-ce73c6a, commit 0123456789ab",
+    ]
+    assert report_cli.main(["compare", str(tmp_path / current.run_id), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["baseline"] == "20261201-000000-1"
+    assert data["sut"] == {"kind": "external", "version": "0.76.0-SNAPSHOT-ce73c6a", "binary_sha256": None}
+
+
+def test_cli_compare_without_a_baseline_of_the_same_sut_says_why(tmp_path, capsys):
+    history_of(tmp_path, ("20261201-000100-2", EMBEDDED, "default"))
+    current = full_run("20261201-000200-3")
+    current.sut = dict(BINARY_A)
+    current.write(tmp_path / current.run_id)
+    assert report_cli.main(["compare", str(tmp_path / current.run_id)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("conductor_perf.report_cli: error: no earlier passing default run of binary conductor "
+                          "0.76.0-SNAPSHOT-ce73c6a (sha256 f7ed51000000) in ")  # fmt: skip
+    assert err.count("\n") == 1
+
+
+def test_cli_compare_with_an_explicit_baseline_of_another_sut_warns(tmp_path, capsys):
+    history_of(tmp_path, ("20261201-000100-2", BINARY_B, "default"))
+    current = full_run("20261201-000200-3")
+    current.sut = dict(BINARY_A)
+    current.write(tmp_path / current.run_id)
+    assert report_cli.main(["compare", str(tmp_path / current.run_id), "--baseline", "20261201-000100-2"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline: a default run of binary conductor 0.76.0-SNAPSHOT-ce73c6a (sha256 0badc0111111)" in out
+    assert f"warning: SUT binary_sha256 differs: {SHA_B} vs {SHA_A}" in out

@@ -60,6 +60,23 @@ def test_finalize_writes_metrics_summary_and_facts(tmp_path):
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 1
 
 
+
+def test_current_run_carries_the_sut_identity_for_the_regression_suite(tmp_path):
+    d = tmp_path / "run-2"
+    (d / "metrics.d").mkdir(parents=True)
+    sut = {"kind": "binary", "url": "http://127.0.0.1:1/", "version": "0.76.0", "pid": 3, "binary_sha256": "AB" * 32}
+    lines = [{"metric": "sut", "suite": "", "test": "", "unit": "", "value": 0, "verdict": "info", "time": 0.5,
+              "extra": sut},
+             rec("A", "bus write throughput", 900, "fail", target="> 1000 msg/s", samples=[880, 900, 910]),
+             rec("B", "skipped", None, "skipped", message="no root")]  # fmt: skip
+    (d / "metrics.d" / "1.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    run = report.current_run(d, profile="quick")
+    assert (run.run_id, run.profile) == ("run-2", "quick")
+    assert [r.metric for r in run.metrics] == ["bus write throughput"]
+    assert run.identity.to_dict() == {"kind": "binary", "version": "0.76.0", "binary_sha256": "ab" * 32}
+    assert run.sut["url"] == "http://127.0.0.1:1/"
+
+
 # -- summaries --------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,14 @@ from conductor_perf.regression import comparability_warnings, compare_runs, form
 from conductor_perf.report import current_run, finalize
 
 
+def _context() -> RunContext:
+    """The run's context; the suite run may have failed before it created one (a SUT that did not
+    start), or the report suite runs alone: then the runner's results folder and profile."""
+    return find_run_context() or RunContext.from_environment(
+        results_dir=str(robot_var("${RESULTS_DIR}", "") or "") or None, profile=str(robot_var("${PROFILE}", ""))
+    )
+
+
 @library(scope="GLOBAL", auto_keywords=False)
 class ReportLibrary:
     """Writes what a run measured as data and as FACT messages.
@@ -51,10 +59,7 @@ class ReportLibrary:
             logger.info("under pabot each process ends separately: write the report afterwards with "
                         "'python -m conductor_perf.report_cli' or run through 'make perf-pabot'")  # fmt: skip
             return ""
-        # the suite run may have failed before it created its context (a SUT that did not start)
-        ctx = find_run_context() or RunContext.from_environment(
-            results_dir=str(robot_var("${RESULTS_DIR}", "") or "") or None, profile=str(robot_var("${PROFILE}", ""))
-        )
+        ctx = _context()
         bus_path = message_bus or str(robot_var("${MESSAGE_BUS}", "") or "") or str(ctx.results_dir / "MESSAGE-BUS.md")
         summary = finalize(ctx.results_dir, profile=ctx.profile, message_bus=bus_path,
                            history=ctx.results_dir.parent / "history.jsonl")  # fmt: skip
@@ -88,7 +93,7 @@ class ReportLibrary:
         Example:
         | `Run Should Not Regress From Baseline`    latest-passing    min_effect=5%
         """
-        ctx = run_context()
+        ctx = _context()
         current = current_run(ctx.results_dir, profile=ctx.profile)
         try:
             base = resolve_baseline(baseline, results_dir=ctx.results_dir.parent,

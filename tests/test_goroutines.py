@@ -1,0 +1,102 @@
+"""Goroutines of a Go server: parsing a captured SIGQUIT dump, and the dump taken under load from a real build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conductor_perf.bench import goroutine_bench
+from conductor_perf.measure.goroutines import GoroutineDumpError, goroutine_dump, parse_goroutine_dump
+
+DUMP = Path(__file__).parent / "fixtures" / "goroutines" / "sigquit-dump.txt"
+MODULE = "github.com/jonnyzzz/conductor-loop"
+
+
+def test_a_captured_dump_counts_every_goroutine_with_its_state() -> None:
+    text = DUMP.read_text(encoding="utf-8")
+    dump = parse_goroutine_dump(text)
+    assert dump.count == 57 == text.count("\ngoroutine ")
+    assert dump.states["select"] == 16 and dump.states["IO wait"] == 8 and dump.states["GC worker (idle)"] == 2
+    assert sum(dump.states.values()) == 57
+    assert list(dump.states)[0] == "select"  # largest first
+    # "[select, 1 minutes, locked to thread]" counts as select
+    assert dump.runtime == 9
+    # 8 stub agents were running: each has its own waiter goroutines
+    assert dump.entry_functions[f"{MODULE}/internal/runner.waitForProcessWithIdleOutputTimeout.func1"] == 8
+    assert dump.entry_functions["net/http.(*Server).Serve.gowrap3"] == 7
+
+
+def test_only_the_last_dump_of_a_log_counts() -> None:
+    one = DUMP.read_text(encoding="utf-8")
+    older = "SIGQUIT: quit\n\ngoroutine 1 [running]:\nmain.main()\n\t/x/main.go:3 +0x1\n\n"
+    assert parse_goroutine_dump(older + "some log line\n" + one).count == 57
+    assert parse_goroutine_dump(older).count == 1
+
+
+def test_states_with_waits_and_old_headers_parse() -> None:
+    text = ("goroutine 7 [chan receive, 3 minutes]:\nmain.worker(0x1)\n\t/x/w.go:9 +0x2\ncreated by main.main in goroutine 1\n"
+            "\t/x/main.go:5 +0x3\n\ngoroutine 9 gp=0x1 m=nil [select, 1 minutes, locked to thread]:\n"
+            "runtime.gopark(0x0)\n\t/go/proc.go:1 +0x1\nruntime.ensureSigM.func1()\n\t/go/signal.go:2 +0x2\n"
+            "runtime.goexit({})\n\t/go/asm.s:3 +0x1\n")  # fmt: skip
+    dump = parse_goroutine_dump(text)
+    assert (dump.count, dump.states) == (2, {"chan receive": 1, "select": 1})
+    assert dump.entry_functions == {"main.worker": 1, "runtime.ensureSigM.func1": 1}
+    assert dump.runtime == 1
+
+
+def test_text_without_goroutines_is_refused() -> None:
+    with pytest.raises(ValueError, match="no goroutine header"):
+        parse_goroutine_dump("panic: something else\n")
+
+
+def test_a_dump_of_a_process_that_is_gone_or_writes_none_is_one_line(tmp_path: Path) -> None:
+    log = tmp_path / "err.log"
+    log.write_text("")
+    with open(log, "ab") as err:
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=err)
+    try:
+        with pytest.raises(GoroutineDumpError, match=r"status -3 after SIGQUIT but .* holds no goroutine dump"):
+            goroutine_dump(proc.pid, log, timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(GoroutineDumpError, match="no process"):
+        goroutine_dump(proc.pid, log, timeout=1)
+    with pytest.raises(GoroutineDumpError, match="does not exist"):
+        goroutine_dump(psutil.Process().pid, tmp_path / "missing.log", timeout=1)
+
+
+def test_a_dump_that_the_process_ignores_is_killed_after_the_timeout(tmp_path: Path) -> None:
+    log = tmp_path / "err.log"
+    log.write_text("")
+    code = "import signal, time; signal.signal(signal.SIGQUIT, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline()  # the handler is installed
+    with pytest.raises(GoroutineDumpError, match=r"did not exit within 0.5 s of SIGQUIT \(killed\)"):
+        goroutine_dump(proc.pid, log, timeout=0.5)
+    proc.wait(timeout=5)
+    proc.stdout.close()
+    assert not psutil.pid_exists(proc.pid)
+
+
+@pytest.mark.timeout(120)
+def test_a_real_server_dumps_its_goroutines_at_the_peak_of_a_load(start_real_server) -> None:
+    target = start_real_server()
+    tree = psutil.Process(target.pid)
+    peak = goroutine_bench.goroutines_under_load(target, target.log_path, agents=4, sse_clients=2, connections=3,
+                                                 dump_after_s=1.0, timeout=30)  # fmt: skip
+    assert not peak.errors, peak.errors
+    assert (peak.agents_running, peak.sse_connected, peak.connections) == (4, 2, 3)
+    assert peak.requests_before_dump > 0
+    assert peak.dump.exit_status == 2
+    # an idle run-agent serve has ~16; 4 agents, 2 streams and 3 connections add their goroutines
+    assert peak.dump.count > 16 + 4
+    assert peak.dump.entry_functions.get(f"{MODULE}/internal/runner.waitForProcessWithIdleOutputTimeout.func1") == 4
+    assert not tree.is_running()
+    # the stub agents went with the server
+    assert not [p for p in psutil.process_iter(["environ"]) if (p.info["environ"] or {}).get("HOME", "").startswith(
+        str(target.root.parent))]  # fmt: skip

@@ -3,6 +3,7 @@
 #   make perf PROFILE=quick     the short profile (CI)
 #   make perf-pabot             the same under pabot (PROCESSES=2)
 #   make test                   the project's unit tests (pytest)
+#   make perf-tools             Linux perf, for the CPU hot spots of a conductor-loop build (apt)
 PYTHON    ?= python3
 VENV      ?= .venv
 BIN       := $(VENV)/bin
@@ -11,7 +12,7 @@ PROFILE   ?= default
 PROCESSES ?= 2
 ARGS      ?=
 
-.PHONY: venv test perf perf-pabot lint libdoc wrk calibrate clean
+.PHONY: venv test perf perf-pabot lint libdoc wrk perf-tools calibrate clean
 
 venv: $(STAMP)
 
@@ -45,6 +46,11 @@ libdoc: $(STAMP)
 # wrk is only needed for the load generator calibration (python -m conductor_perf.measure.calibrate)
 wrk:
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+# Linux perf samples a native SUT's CPU hot spots (readelf/nm of binutils name their source lines);
+# the hot-spot test of a conductor-loop build skips, saying so, without it
+perf-tools:
+	command -v perf >/dev/null && command -v readelf >/dev/null || (apt-get update -qq && apt-get install -y -qq linux-perf binutils)
 
 # the load generator next to wrk on the embedded conductor: req/s ratio and latency at a fixed rate
 calibrate: $(STAMP) wrk

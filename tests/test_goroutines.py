@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -11,6 +12,7 @@ import pytest
 
 from conductor_perf.bench import goroutine_bench
 from conductor_perf.measure.goroutines import GoroutineDumpError, goroutine_dump, parse_goroutine_dump
+from conductor_perf.target import http_json, start_embedded
 
 DUMP = Path(__file__).parent / "fixtures" / "goroutines" / "sigquit-dump.txt"
 MODULE = "github.com/jonnyzzz/conductor-loop"
@@ -92,11 +94,41 @@ def test_a_real_server_dumps_its_goroutines_at_the_peak_of_a_load(start_real_ser
     assert not peak.errors, peak.errors
     assert (peak.agents_running, peak.sse_connected, peak.connections) == (4, 2, 3)
     assert peak.requests_before_dump > 0
-    assert peak.dump.exit_status == 2
+    assert peak.reading.exit_status == 2
     # an idle run-agent serve has ~16; 4 agents, 2 streams and 3 connections add their goroutines
-    assert peak.dump.count > 16 + 4
-    assert peak.dump.entry_functions.get(f"{MODULE}/internal/runner.waitForProcessWithIdleOutputTimeout.func1") == 4
+    assert peak.reading.count > 16 + 4
+    assert peak.reading.entry_functions.get(f"{MODULE}/internal/runner.waitForProcessWithIdleOutputTimeout.func1") == 4
     assert not tree.is_running()
     # the stub agents went with the server
     assert not [p for p in psutil.process_iter(["environ"]) if (p.info["environ"] or {}).get("HOME", "").startswith(
         str(target.root.parent))]  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+def test_a_reading_at_the_peak_of_the_same_load_leaves_a_live_server_without_the_loads_agents(tmp_path: Path) -> None:
+    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path)
+    try:
+        seen: list[int] = []
+
+        def read() -> int:
+            status, body = http_json(target.endpoint("/api/v1/debug/runtime"))
+            assert status == 200 and isinstance(body, dict)
+            seen.append(int(body["asyncio_tasks"]))
+            return seen[-1]
+
+        peak = goroutine_bench.at_peak_of_load(target, read, agents=3, sse_clients=2, connections=2,
+                                               dump_after_s=0.5, timeout=30)  # fmt: skip
+        assert not peak.errors, peak.errors
+        assert peak.reading == seen[0] and peak.agents_running == 3 and peak.sse_connected == 2
+        assert peak.to_dict()["reading"] == seen[0]
+        # the agents' tasks were deleted: their runs end although they would sleep for minutes
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status, body = http_json(target.endpoint("/api/v1/runs"))
+            live = [r for r in (body.get("runs") or []) if r["status"] == "running"]
+            if not live:
+                break
+            time.sleep(0.2)
+        assert not live
+    finally:
+        target.stop()

@@ -19,6 +19,9 @@ from robot.api.deco import keyword, library
 from conductor_perf.bench import agents_bench, api_bench
 from conductor_perf.measure import load
 
+#: the project of the tasks `Create Task History` creates (nothing else uses it)
+HISTORY_PROJECT = "perf-api-history"
+
 
 @library(scope="SUITE", auto_keywords=False)
 class ApiLoadLibrary:
@@ -55,16 +58,25 @@ class ApiLoadLibrary:
 
     @keyword
     def create_task_history(self, tasks: int = 100, *, timeout: timedelta = timedelta(minutes=2)) -> int:
-        """Submit ``tasks`` quick stub tasks, wait until their runs finished; returns the SUT's task count.
+        """Submit ``tasks`` quick stub tasks, wait until their runs finished; the SUT must then list exactly ``tasks``.
 
-        The count is what ``GET /api/v1/tasks`` lists afterwards (tasks of earlier suites included);
-        it names the history in the list endpoints' figures.
+        "With N tasks of history" means exactly N: ``GET /api/v1/tasks`` is counted before (it must
+        list none) and after (it must list ``tasks``); otherwise this fails with the counts, since
+        the list endpoints would be measured with another history than the test names. The tasks
+        are created under the project ``perf-api-history``.
 
         Example:
         | `Create Task History`    tasks=100
         """
         target = require_target()
-        subs = agents_bench.submit_tasks(target, tasks, project="perf-history", slug="hist",
+        before = api_bench.task_count(target)
+        if before:
+            raise AssertionError(
+                f"task history: GET /api/v1/tasks already lists {before} tasks before this suite created any, so "
+                f"the list endpoints would be measured with {before + tasks} tasks, not {tasks}: this suite needs a "
+                "SUT whose runs root holds no tasks (an earlier suite or another user created them)"
+            )
+        subs = agents_bench.submit_tasks(target, tasks, project=HISTORY_PROJECT, slug="hist",
                                          config=agents_bench.stub_config(sleep_ms=0))  # fmt: skip
         done, pending = agents_bench.wait_for_runs(target, subs, timeout=seconds(timeout))
         accepted = sum(1 for s in subs if s.status == 201)
@@ -72,10 +84,11 @@ class ApiLoadLibrary:
             raise AssertionError(
                 f"task history: {accepted} of {tasks} tasks accepted, {len(pending)} runs unfinished"
             )
-        # the SUT's own count, with whatever earlier suites (or other users of an external SUT) left
-        self._history = api_bench.task_count(target)
-        figure("task history", self._history, "tasks", details={"created_by_this_suite": len(done)})
-        return self._history
+        listed = api_bench.task_count(target)
+        self._history = listed
+        figure("task history", listed, "tasks", "==", tasks, details={"created_by_this_suite": len(done),
+               "listed_before": before, "project": HISTORY_PROJECT})  # fmt: skip
+        return listed
 
     def _label_for(self, method: str, path: str) -> str:
         hist = f" with {self._history} tasks of history" if self._history else ""

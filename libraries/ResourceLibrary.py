@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,13 +10,26 @@ from _perf_base import chart_series, figure, log_chart, require_target, run_cont
 from robot.api import logger
 from robot.api.deco import keyword, library
 
+from conductor_perf.bench import goroutine_bench, idle_bench, leak_bench, native_hotspots
 from conductor_perf.bench import hotspots as hotspots_bench
-from conductor_perf.bench import idle_bench, leak_bench
 from conductor_perf.charts import line_chart
+from conductor_perf.measure import linuxperf
+from conductor_perf.measure.goroutines import GoroutineDumpError
 from conductor_perf.measure.monitor import MIB, ProcessTreeSampler, ResourceSeries
 from conductor_perf.measure.profile import pprof_unavailable_reason, scalene_unavailable_reason
-from conductor_perf.target import EMBEDDED, http_json
+from conductor_perf.target import EMBEDDED, Target, http_json
 from conductor_perf.verdict import fmt
+
+
+def capability(target: Target, name: str) -> object:
+    """A capability of the SUT (``profiler``, ``goroutines``), from the target when it declares it.
+
+    Without a declaration: the embedded conductor is profiled by scalene and reports asyncio tasks
+    (not goroutines); other SUTs offer neither.
+    """
+    if hasattr(target, name):
+        return getattr(target, name)
+    return {"profiler": "scalene" if target.kind == EMBEDDED else None}.get(name)
 
 
 def total_memory_mb(series: ResourceSeries) -> list[list[float]]:
@@ -83,7 +97,8 @@ class ResourceLibrary:
         self._label = ""
         self._leak: leak_bench.LeakRun | None = None
         self._idle: idle_bench.IdleCpuResult | None = None
-        self._hotspots: hotspots_bench.HotspotReport | None = None
+        self._hotspots: hotspots_bench.HotspotReport | native_hotspots.NativeHotspotReport | None = None
+        self._goroutines: tuple[str, int, dict[str, object]] | None = None
 
     @keyword
     def start_resource_sampling(
@@ -184,21 +199,83 @@ class ResourceLibrary:
                           details={"peak_open_fds": s.peak("open_fds"), "peak_tcp": s.peak("tcp_connections")}))  # fmt: skip
 
     @keyword
+    def count_goroutines_at_the_peak_of_a_load(
+        self,
+        *,
+        agents: int = 50,
+        sse_clients: int = 10,
+        connections: int = 16,
+        dump_after: timedelta = timedelta(seconds=3),
+        timeout: timedelta = timedelta(seconds=60),
+    ) -> int:
+        """Run ``agents`` stub agents, ``sse_clients`` log-stream clients and an API load at once; count at the peak.
+
+        At the peak (``dump_after`` into the API load, every agent running, every client
+        connected) the SUT's goroutines are counted: for a Go SUT that offers the ``sigquit``
+        capability from its all-goroutine stack dump on SIGQUIT, **which stops it** (restart it in
+        the test's teardown); for the embedded conductor its asyncio tasks (its debug endpoint).
+        Skips, naming the capability, for a SUT that offers neither. Returns the count;
+        `Get Goroutines Or Tasks` asserts it.
+
+        Example:
+        | `Count Goroutines At The Peak Of A Load`    agents=50    sse_clients=10    connections=16
+        | `Get Goroutines Or Tasks`    <    1000
+        | [Teardown]    `Restart Conductor`    if_down=${True}
+        """
+        target = require_target()
+        load = {"agents": agents, "sse_clients": sse_clients, "connections": connections,
+                "dump_after_s": seconds(dump_after), "timeout": seconds(timeout)}  # fmt: skip
+        goroutines = capability(target, "goroutines")
+        if target.kind == EMBEDDED:
+            status, body = http_json(target.endpoint("/api/v1/debug/runtime"), headers=target.auth_headers())
+            if status != 200 or not isinstance(body, dict) or "asyncio_tasks" not in body:
+                skip(f"the SUT exposes no task count (GET /api/v1/debug/runtime answered {status})")
+
+            def read() -> dict[str, object]:
+                _, now = http_json(target.endpoint("/api/v1/debug/runtime"), headers=target.auth_headers())
+                return now if isinstance(now, dict) else {}
+
+            logger.console(f"\n    asyncio tasks at the peak of {agents} agents, {sse_clients} SSE clients, "
+                           f"{connections} connections")  # fmt: skip
+            peak = goroutine_bench.at_peak_of_load(target, read, **load)
+            if "asyncio_tasks" not in peak.reading:
+                raise AssertionError(f"the debug endpoint gave no task count at the peak: {peak.reading}")
+            self._goroutines = ("asyncio tasks", int(peak.reading["asyncio_tasks"]), peak.to_dict())
+        elif goroutines == "sigquit":
+            log_path = getattr(target, "stderr_path", None) or target.log_path
+            if target.pid is None or log_path is None:
+                skip(f"a goroutine dump needs the SUT's process and its stderr log: pid {target.pid}, log {log_path}")
+            logger.console(f"\n    goroutines at the peak of {agents} agents, {sse_clients} SSE clients, "
+                           f"{connections} connections (SIGQUIT stack dump: the SUT exits)")  # fmt: skip
+            try:
+                peak = goroutine_bench.goroutines_under_load(target, log_path, **load)
+            except GoroutineDumpError as exc:
+                raise AssertionError(f"goroutine dump: {exc}") from None
+            logger.info(f"the SUT (pid {target.pid}) exited with status {peak.reading.exit_status} after its dump; "
+                        f"goroutines by state {peak.reading.states}; by entry function {peak.reading.entry_functions}")  # fmt: skip
+            self._goroutines = ("goroutines", peak.reading.count, peak.to_dict())
+        else:
+            skip(f"goroutine count not available: the {target.kind} SUT at {target.url} offers none (capability "
+                 f"goroutines: {goroutines}): conductor-loop exposes no pprof endpoint or goroutine metric, and a "
+                 "SIGQUIT stack dump stops the server, so only one this suite starts is dumped")  # fmt: skip
+            raise AssertionError("unreachable")  # skip raises
+        for err in peak.errors:
+            logger.warn(f"goroutine load: {err}")
+        if peak.errors:
+            raise AssertionError(f"the load did not reach its peak, the count proves nothing: {'; '.join(peak.errors)}")
+        return self._goroutines[1]
+
+    @keyword
     def get_goroutines_or_tasks(self, op: str | None = None, expected: float | None = None) -> int:
-        """The SUT's peak goroutines (Go) or asyncio tasks (embedded conductor); skips when not exposed.
+        """Goroutines (Go) or asyncio tasks (embedded conductor) at the peak of the last `Count Goroutines At The Peak Of A Load`.
 
         Example:
         | `Get Goroutines Or Tasks`    <    1000
         """
-        target = require_target()
-        if target.kind != EMBEDDED:
-            skip(f"goroutine count not available: {pprof_unavailable_reason()}")
-        status, body = http_json(target.endpoint("/api/v1/debug/runtime"), headers=target.auth_headers())
-        if status != 200 or not isinstance(body, dict) or "asyncio_tasks" not in body:
-            skip(f"the SUT exposes no task count (GET /api/v1/debug/runtime answered {status})")
-        # the peak since start covers every load the suites ran before this keyword
-        value = body.get("asyncio_tasks_peak", body["asyncio_tasks"])
-        return int(figure("server asyncio tasks peak", value, "tasks", op, expected, details=body))
+        if self._goroutines is None:
+            raise AssertionError("nothing counted: call 'Count Goroutines At The Peak Of A Load' first")
+        what, value, details = self._goroutines
+        return int(figure(f"{what} at the peak of the load", value, what, op, expected, details=details))
 
     # -- leak verdicts -----------------------------------------------------------------------
 
@@ -354,6 +431,61 @@ class ResourceLibrary:
     # -- hot spots ---------------------------------------------------------------------------
 
     @keyword
+    def profile_cpu_hot_spots(
+        self,
+        duration: timedelta = timedelta(seconds=10),
+        *,
+        agents: int = 3,
+        workers: int = 4,
+        top: int = 10,
+        hz: int = 499,
+    ) -> str:
+        """CPU hot spots with the profiler that fits the SUT, under ``duration`` of load; returns hotspots.md.
+
+        The SUT's ``profiler`` capability chooses: ``scalene`` (the Python reference: a separate
+        embedded conductor, see `Profile Embedded Conductor`) or ``perf`` (a native binary: Linux
+        perf samples the SUT's own process at ``hz`` per second with call graphs while the same
+        load runs). The perf table lists functions with their self and total share and source
+        file:line; ``hotspots.perf.data`` and both perf reports go beside it. Skips, naming what is
+        missing, when the SUT offers no profiler, perf is not installed, or the kernel forbids it.
+
+        Example:
+        | `Profile Cpu Hot Spots`    10 s    agents=3
+        """
+        target = require_target()
+        profiler = capability(target, "profiler")
+        if profiler == "scalene":
+            return self.profile_embedded_conductor(duration, agents=agents, workers=workers, top=top)
+        if profiler != "perf":
+            skip(f"CPU profile not available: the {target.kind} SUT at {target.url} offers no profiler (capability "
+                 f"profiler: {profiler}): conductor-loop exposes no pprof endpoint, and perf samples only a server "
+                 "this suite starts")  # fmt: skip
+        reason = linuxperf.perf_unavailable_reason()
+        if reason:
+            skip(f"CPU profile of the native SUT not available: {reason}")
+        if target.pid is None:
+            skip(f"the SUT's process is not on this machine or not visible ({target.url}): cannot sample it")
+        logger.console(f"\n    profile: perf on the SUT (pid {target.pid}) at {hz} Hz, {seconds(duration):g} s of load")
+        try:
+            report = native_hotspots.profile_native(target, run_context().results_dir, duration_s=seconds(duration),
+                                                    hz=hz, workers=workers, agents=agents, top=top)  # fmt: skip
+        except linuxperf.PerfError as exc:
+            raise AssertionError(f"perf: {exc}") from None
+        self._hotspots = report
+        own = report.own_hotspots
+        logger.info(f"profile written in {report.elapsed_s:.1f} s: {report.markdown_path} ({report.header.samples} "
+                    f"samples, perf data {report.data_path}); load {report.load}")  # fmt: skip
+        logger.info(_native_html(report.hotspots, top), html=True)
+        top_own = sorted((h for h in report.hotspots if linuxperf.in_module(h, report.module)),
+                         key=lambda h: h.total_percent, reverse=True)  # fmt: skip
+        logger.info("The server's own functions by total share:" + _native_html(top_own, top), html=True)
+        logger.info(f"{len(own)} functions of {report.module or 'the server'} with self samples; top by self: "
+                    + ", ".join(f"{h.function} {h.self_percent:.1f} %" for h in own[:3]))  # fmt: skip
+        for err in report.errors:
+            logger.warn(f"profile load: {err}")
+        return str(report.markdown_path)
+
+    @keyword
     def profile_embedded_conductor(
         self,
         duration: timedelta = timedelta(seconds=10),
@@ -394,33 +526,55 @@ class ResourceLibrary:
 
     @keyword
     def hot_spot_profile_should_have_been_written(self) -> None:
-        """Fail unless the last `Profile Embedded Conductor` left a scalene JSON and a non-empty hotspots.md.
+        """Fail unless the last profile left its data (scalene JSON or perf data) and a non-empty hotspots.md.
 
         Example:
         | `Hot Spot Profile Should Have Been Written`
         """
         report = self._require_hotspots()
-        for path in (report.json_path, report.markdown_path):
+        data = report.data_path if isinstance(report, native_hotspots.NativeHotspotReport) else report.json_path
+        for path in (data, report.markdown_path):
             if not Path(path).is_file() or Path(path).stat().st_size == 0:
                 raise AssertionError(f"profile file missing or empty: {path}")
 
     @keyword
     def get_conductor_hot_spots(self, op: str | None = None, expected: float | None = None) -> int:
-        """Number of source lines of conductor_perf's own code with CPU time in the last profile.
+        """Number of hot spots in the server's own code in the last profile.
+
+        scalene: source lines of conductor_perf's own code with CPU time. perf: functions of the
+        binary's own Go module with self samples.
 
         Example:
         | `Get Conductor Hot Spots`    >=    1
         """
         report = self._require_hotspots()
+        if isinstance(report, native_hotspots.NativeHotspotReport):
+            top5 = [f"{h.location} {h.function} self {h.self_percent:.1f} % total {h.total_percent:.1f} %"
+                    for h in report.own_hotspots[:5]]  # fmt: skip
+            return int(figure("conductor hot spots found", len(report.own_hotspots), "functions", op, expected,
+                              details={"profiler": "perf", "top": report.to_dict()["top"], "top5": top5,
+                                       "module": report.module, "markdown": str(report.markdown_path)}))  # fmt: skip
         top5 = [f"{h.location} {h.function} {h.cpu_percent:.1f} %" for h in report.own_hotspots[:5]]
         return int(figure("conductor hot spots found", len(report.own_hotspots), "lines", op, expected,
                           details={"top": report.to_dict()["top"], "top5": top5,
                                    "markdown": str(report.markdown_path)}))  # fmt: skip
 
-    def _require_hotspots(self) -> hotspots_bench.HotspotReport:
+    def _require_hotspots(self) -> hotspots_bench.HotspotReport | native_hotspots.NativeHotspotReport:
         if self._hotspots is None:
-            raise AssertionError("no profile taken: call 'Profile Embedded Conductor' first")
+            raise AssertionError("no profile taken: call 'Profile Cpu Hot Spots' first")
         return self._hotspots
+
+
+def _native_html(spots: list[linuxperf.NativeHotspot], top: int) -> str:
+    """An HTML table of perf hot spots (for log.html)."""
+    head = "<tr><th>#</th><th>location</th><th>function</th><th>self %</th><th>total %</th><th>samples</th></tr>"
+    rows = [f"<tr><td>{i}</td><td><code>{html.escape(h.location)}</code></td>"
+            f"<td>{'[k] ' if h.kernel else ''}{html.escape(h.function)}</td><td>{h.self_percent:.1f}</td>"
+            f"<td>{h.total_percent:.1f}</td><td>{'' if h.samples is None else h.samples}</td></tr>"
+            for i, h in enumerate(spots[:top], start=1)]  # fmt: skip
+    if not rows:
+        rows.append('<tr><td colspan="6">(no samples)</td></tr>')
+    return '<table border="1" style="border-collapse: collapse">' + head + "".join(rows) + "</table>"
 
 
 def _log_leak_charts(run: leak_bench.LeakRun) -> None:

@@ -43,10 +43,18 @@ Server Threads Stay Under 1000 With 50 Agents
     Stop Resource Sampling
     Get Peak Threads    <    ${THREADS_MAX}
 
-Goroutines Or Tasks Stay Under 1000 Under Load
-    [Documentation]    Seed section 9: < 1000 goroutines under normal load. A real conductor-loop exposes no
-    ...    goroutine count (skipped with the reason); the embedded conductor reports its asyncio tasks.
+Goroutines Or Tasks Stay Under ${THREADS_MAX} At The Peak Of A Load
+    [Documentation]    Seed section 9: < 1000 goroutines under normal load, counted when ${GOROUTINE_AGENTS} agents
+    ...    run, ${GOROUTINE_SSE_CLIENTS} clients follow a run's log and ${GOROUTINE_CONNECTIONS} connections load
+    ...    the API at once. A conductor-loop build started by the suite: its goroutine stack dump on SIGQUIT
+    ...    (it exits and is restarted); the embedded conductor: its asyncio tasks.
+    Count Goroutines At The Peak Of A Load
+    ...    agents=${GOROUTINE_AGENTS}
+    ...    sse_clients=${GOROUTINE_SSE_CLIENTS}
+    ...    connections=${GOROUTINE_CONNECTIONS}
+    ...    dump_after=${GOROUTINE_COUNT_AFTER}
     Get Goroutines Or Tasks    <    ${THREADS_MAX}
+    [Teardown]    Restart A Conductor That Exited
 
 Server Memory And Threads Do Not Leak Over Repeated Workloads
     [Documentation]    Seed section 10: no memory or goroutine leaks. A warm-up cycle, then ${LEAK_CYCLES}
@@ -70,17 +78,29 @@ An Open Log Stream On A Quiet Run Costs Almost No CPU
     Measure Idle Stream Cpu    ${IDLE_WINDOW}    interval=${SAMPLE_INTERVAL}
     Get Idle Server Cpu    <    ${IDLE_CPU_MAX_PCT}
 
-CPU Hotspots Of The Embedded Conductor Are Identified
-    [Documentation]    Seed: CPU hot spots identified and documented. A separate embedded conductor runs
-    ...    under scalene for ${PROFILE_LOAD_DURATION} of API, agent and SSE load; the top lines go to
-    ...    hotspots.md in the results folder (scalene's JSON beside it). Skipped for a Go SUT (no pprof).
+CPU Hot Spots Of The Conductor Are Identified
+    [Documentation]    Seed: CPU hot spots identified and documented, under ${PROFILE_LOAD_DURATION} of API, agent and
+    ...    SSE load, into hotspots.md in the results folder. The embedded conductor: a separate one under
+    ...    scalene (its JSON beside it); a conductor-loop build started by the suite: its own process
+    ...    sampled by Linux perf (perf data and reports beside it). Skipped, with the reason, when the SUT
+    ...    offers no profiler or the machine has no usable perf.
     [Tags]    profile
-    Profile Embedded Conductor    ${PROFILE_LOAD_DURATION}    agents=${PROFILE_AGENTS}    top=${PROFILE_TOP}
+    Profile Cpu Hot Spots
+    ...    ${PROFILE_LOAD_DURATION}
+    ...    agents=${PROFILE_AGENTS}
+    ...    top=${PROFILE_TOP}
+    ...    hz=${PROFILE_PERF_HZ}
     Hot Spot Profile Should Have Been Written
     Get Conductor Hot Spots    >=    ${PROFILE_MIN_HOTSPOTS}
 
 
 *** Keywords ***
+Restart A Conductor That Exited
+    [Documentation]    Release the lock, and start a fresh conductor on the same runs root if this one exited
+    ...    (a Go SUT does after its goroutine dump).
+    Release Measurement Lock
+    Restart Conductor    if_down=${True}
+
 Run Leak Cycles With The Standard Workload
     [Documentation]    `Run Leak Cycles` with the workload and tolerances of the targets resource.
     [Arguments]    ${cycles}    ${duration}=${None}

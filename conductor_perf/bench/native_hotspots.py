@@ -106,6 +106,9 @@ def write_native_hotspots(
     """
     self_rows, header = linuxperf.parse_report(self_report)
     total_rows, _ = linuxperf.parse_report(total_report)
+    counted = sum(r.samples or 0 for r in self_rows)
+    if counted and all(r.samples is not None for r in self_rows):  # exact, where the header rounds ("1K")
+        header = ReportHeader(event=header.event, samples=str(counted), lost_samples=header.lost_samples)
     spots = linuxperf.merge_reports(self_rows, total_rows)
     module = linuxperf.go_main_module(binary) if binary is not None else None
     if binary is not None:

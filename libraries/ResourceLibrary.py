@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +30,19 @@ def capability(target: Target, name: str) -> object:
     """
     if hasattr(target, name):
         return getattr(target, name)
-    return {"profiler": "scalene" if target.kind == EMBEDDED else None}.get(name)
+    return {"profiler": "scalene" if target.kind == EMBEDDED else None,
+            "goroutines": "tasks" if target.kind == EMBEDDED else None}.get(name)  # fmt: skip
+
+
+def capability_gap(target: Target, name: str, fallback: str) -> str:
+    """The SUT's own words for a missing capability when it has them, else ``fallback``."""
+    gap = getattr(target, "capability_gap", None)
+    if callable(gap):
+        with contextlib.suppress(ValueError):
+            said = gap(name)
+            if said:
+                return str(said)
+    return fallback
 
 
 def total_memory_mb(series: ResourceSeries) -> list[list[float]]:
@@ -226,7 +239,7 @@ class ResourceLibrary:
         load = {"agents": agents, "sse_clients": sse_clients, "connections": connections,
                 "dump_after_s": seconds(dump_after), "timeout": seconds(timeout)}  # fmt: skip
         goroutines = capability(target, "goroutines")
-        if target.kind == EMBEDDED:
+        if target.kind == EMBEDDED or goroutines == "tasks":
             status, body = http_json(target.endpoint("/api/v1/debug/runtime"), headers=target.auth_headers())
             if status != 200 or not isinstance(body, dict) or "asyncio_tasks" not in body:
                 skip(f"the SUT exposes no task count (GET /api/v1/debug/runtime answered {status})")
@@ -255,9 +268,10 @@ class ResourceLibrary:
                         f"goroutines by state {peak.reading.states}; by entry function {peak.reading.entry_functions}")  # fmt: skip
             self._goroutines = ("goroutines", peak.reading.count, peak.to_dict())
         else:
-            skip(f"goroutine count not available: the {target.kind} SUT at {target.url} offers none (capability "
-                 f"goroutines: {goroutines}): conductor-loop exposes no pprof endpoint or goroutine metric, and a "
-                 "SIGQUIT stack dump stops the server, so only one this suite starts is dumped")  # fmt: skip
+            skip("goroutine count not available: " + capability_gap(target, "goroutines", (
+                f"the {target.kind} SUT at {target.url} offers none (capability goroutines: {goroutines}): "
+                "conductor-loop exposes no pprof endpoint or goroutine metric, and a SIGQUIT stack dump stops "
+                "the server, so only one this suite starts is dumped")))  # fmt: skip
             raise AssertionError("unreachable")  # skip raises
         for err in peak.errors:
             logger.warn(f"goroutine load: {err}")
@@ -457,9 +471,9 @@ class ResourceLibrary:
         if profiler == "scalene":
             return self.profile_embedded_conductor(duration, agents=agents, workers=workers, top=top)
         if profiler != "perf":
-            skip(f"CPU profile not available: the {target.kind} SUT at {target.url} offers no profiler (capability "
-                 f"profiler: {profiler}): conductor-loop exposes no pprof endpoint, and perf samples only a server "
-                 "this suite starts")  # fmt: skip
+            skip("CPU profile not available: " + capability_gap(target, "profiler", (
+                f"the {target.kind} SUT at {target.url} offers no profiler (capability profiler: {profiler}): "
+                "conductor-loop exposes no pprof endpoint, and perf samples only a server this suite starts")))  # fmt: skip
         reason = linuxperf.perf_unavailable_reason()
         if reason:
             skip(f"CPU profile of the native SUT not available: {reason}")

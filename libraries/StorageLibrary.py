@@ -36,21 +36,27 @@ def _truthy(value: object) -> bool:
 
 def cannot_start_instance(target: sut.Target) -> str | None:
     """Why no second instance of the SUT can be started here (``None`` when one can)."""
-    if target.kind == sut.EMBEDDED or callable(getattr(target, "start_instance", None)):
+    if callable(getattr(target, "start_another", None)):
+        # a SUT that declares capabilities: a second instance needs the one that starts a keyed instance
+        if getattr(target, "auth", False):
+            return None
+    elif target.kind == sut.EMBEDDED:
         return None
     return (f"run creation through the server needs an instance started with {server_creation.DISABLE_FLAG}: "
             f"the {target.kind} SUT at {target.url} is not started by this suite")  # fmt: skip
 
 
 def start_launch_disabled(target: sut.Target, root: Path, log_dir: Path) -> sut.Target:
-    """A second instance of the SUT's kind on ``root`` with task launch disabled.
+    """A second instance of the SUT (same program and config) on ``root`` with task launch disabled.
 
-    The embedded conductor starts one itself; a SUT that knows how to start another instance of
-    itself offers ``start_instance(root=, log_dir=, extra_args=)`` (see :func:`cannot_start_instance`).
+    A SUT that can start another instance of itself offers ``start_another(root=, log_dir=,
+    extra_args=)``; otherwise the embedded conductor is started directly (see
+    :func:`cannot_start_instance`).
     """
-    if target.kind == sut.EMBEDDED:
-        return sut.start_embedded(root=root, log_dir=log_dir, extra_args=[server_creation.DISABLE_FLAG])
-    return target.start_instance(root=root, log_dir=log_dir, extra_args=[server_creation.DISABLE_FLAG])  # type: ignore[attr-defined]
+    start = getattr(target, "start_another", None)
+    if callable(start):
+        return start(root=root, log_dir=log_dir, extra_args=[server_creation.DISABLE_FLAG])
+    return sut.start_embedded(root=root, log_dir=log_dir, extra_args=[server_creation.DISABLE_FLAG])
 
 
 @library(scope="SUITE", auto_keywords=False)

@@ -1,10 +1,13 @@
 """Faults of the system under test: kill it, bring up a fresh one, fail fast when it dies mid-measurement.
 
-* :func:`kill_embedded` / :func:`kill_later`: ``SIGKILL`` the embedded conductor, now or from a
-  background timer (its agents are left running, as after a real crash; :func:`restart_embedded`
+They apply to any SUT the suite owns (the embedded conductor or a managed conductor-loop binary:
+the ``can_restart`` capability); an external one is refused with the reason.
+
+* :func:`kill_sut` / :func:`kill_later`: ``SIGKILL`` the SUT's server process, now or from a
+  background timer (its agents are left running, as after a real crash; :func:`restart_sut`
   collects them).
-* :func:`restart_embedded`: a fresh embedded conductor on the same runs root (and, when it is free,
-  the same port, so clients can reconnect to the URL they know).
+* :func:`restart_sut`: a fresh instance on the same runs root (and, when it is free, the same
+  port, so clients can reconnect to the URL they know).
 * :func:`down_reason`: one line saying why the SUT is down, or ``None`` while it is up.
 * :func:`fail_fast_if_sut_dies`: a context manager that watches the SUT from a thread while the
   body runs. When the SUT dies it kills this process's ``multiprocessing`` workers (load
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from .target import EMBEDDED, Target, TargetError, http_json, kill_processes, start_embedded
+from .target import Target, TargetError, http_json, kill_processes
 
 INTERRUPT_SIGNAL = signal.SIGUSR2
 """The signal the watchdog sends to the main thread to interrupt a blocking wait."""
@@ -72,14 +75,14 @@ def _exit_text(code: int) -> str:
 def down_reason(target: Target, *, timeout: float = 1.0) -> str | None:
     """Why the SUT is down (one line), or ``None`` while it answers.
 
-    The embedded conductor is down when its process has exited (no HTTP round trip needed); an
-    external one when ``GET /api/v1/health`` is refused or does not answer 200 within ``timeout``.
+    An owned SUT is down when its process has exited (no HTTP round trip needed); an external one
+    when ``GET /api/v1/health`` is refused or does not answer 200 within ``timeout``.
     """
-    if target.kind == EMBEDDED:
+    if target.owned:
         if target.process is None:
-            return f"embedded conductor (pid {target.pid}) was stopped"
+            return f"{target.name} (pid {target.pid}) was stopped"
         code = target.process.poll()
-        return None if code is None else f"embedded conductor (pid {target.pid}) {_exit_text(code)}"
+        return None if code is None else f"{target.name} (pid {target.pid}) {_exit_text(code)}"
     try:
         status, _ = http_json(
             target.endpoint("/api/v1/health"), timeout=timeout, headers=target.auth_headers()
@@ -90,18 +93,25 @@ def down_reason(target: Target, *, timeout: float = 1.0) -> str | None:
 
 
 def is_down(target: Target) -> bool:
-    """Whether the embedded conductor's process has gone (external targets: never assumed down)."""
-    return target.kind == EMBEDDED and (target.process is None or target.process.poll() is not None)
+    """Whether an owned SUT's process has gone (external targets: never assumed down)."""
+    return target.owned and (target.process is None or target.process.poll() is not None)
 
 
-def kill_embedded(target: Target) -> float:
-    """``SIGKILL`` the embedded conductor now and reap it; returns the kill time (``time.time()``).
+def _require_killable(target: Target) -> None:
+    if not target.owned:
+        raise TargetError(f"the suite cannot kill this SUT: {target.capability_gap('can_restart')}")
+    if target.process is None or target.pid is None:
+        raise TargetError(f"the {target.name} is not running: nothing to kill")
 
-    Its agents keep running, as after a real crash; :func:`restart_embedded` stops them. The caller
+
+def kill_sut(target: Target) -> float:
+    """``SIGKILL`` the owned SUT's server process now and reap it; returns the kill time (``time.time()``).
+
+    Its agents keep running, as after a real crash; :func:`restart_sut` stops them. The caller
     keeps the kill time where it needs it (the run context's last fault).
     """
-    if target.kind != EMBEDDED or target.process is None or target.pid is None:
-        raise TargetError("only a running embedded conductor can be killed by the suite")
+    _require_killable(target)
+    assert target.process is not None and target.pid is not None
     try:
         _ORPHANS[target.pid] = psutil.Process(target.pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -120,7 +130,7 @@ def kill_embedded(target: Target) -> float:
 
 @dataclass
 class KillTimer:
-    """A pending or done background kill of the embedded conductor; ``on_kill(time)`` is called once it killed."""
+    """A pending or done background kill of the SUT; ``on_kill(time)`` is called once it killed."""
 
     target: Target
     after_s: float
@@ -138,7 +148,7 @@ class KillTimer:
 
     def _fire(self) -> None:
         try:
-            self.killed_at = kill_embedded(self.target)
+            self.killed_at = kill_sut(self.target)
             if self.on_kill is not None:
                 self.on_kill(self.killed_at)
         except Exception as exc:  # noqa: BLE001 - reported through .error
@@ -151,12 +161,11 @@ class KillTimer:
 
 
 def kill_later(target: Target, after_s: float, *, on_kill: Callable[[float], None] | None = None) -> KillTimer:
-    """``SIGKILL`` the embedded conductor ``after_s`` seconds from now, from a background thread.
+    """``SIGKILL`` the owned SUT ``after_s`` seconds from now, from a background thread.
 
     ``on_kill`` receives the kill time (``time.time()``) from that thread.
     """
-    if target.kind != EMBEDDED or target.process is None:
-        raise TargetError("only a running embedded conductor can be killed by the suite")
+    _require_killable(target)
     return KillTimer(target, max(0.0, float(after_s)), on_kill).start()
 
 
@@ -164,18 +173,17 @@ def _collect_orphans(pid: int | None) -> int:
     return kill_processes(_ORPHANS.pop(pid or -1, []))
 
 
-def restart_embedded(
-    old: Target, *, extra_args: list[str] | None = None, same_port: bool = True, start_timeout: float = 20.0
-) -> Target:
-    """Start a fresh embedded conductor on ``old``'s runs root (and port, when it is free).
+def restart_sut(old: Target, *, same_port: bool = True) -> Target:
+    """Start a fresh instance of the owned SUT ``old`` on its runs root (and port, when it is free).
 
     A running ``old`` is stopped first (SIGTERM, its tree collected); a dead one is reaped and the
-    agents it left behind are killed. ``extra_args`` are the start-up arguments to use again.
+    agents it left behind are killed. The new instance is started the way ``old`` was (its
+    ``launch``: the same arguments, binary and config).
     """
-    if old.kind != EMBEDDED:
-        raise TargetError("an external conductor cannot be restarted by the suite; restart it yourself")
-    if old.root is None:
-        raise TargetError("the embedded conductor has no runs root to restart on")
+    gap = old.capability_gap("can_restart")
+    if gap is not None:
+        raise TargetError(f"the suite cannot restart this SUT: {gap}")
+    assert old.launch is not None and old.root is not None
     if old.process is not None and old.process.poll() is None:
         old.stop()
     else:
@@ -184,17 +192,14 @@ def restart_embedded(
                 old.process.wait(timeout=5)
             old.process = None
         _collect_orphans(old.pid)
-    args = list(extra_args or [])
-    log_dir = old.log_path.parent if old.log_path else None
+    log_dir = old.log_path.parent if old.log_path else old.root.parent
     try:
-        new = start_embedded(root=old.root, log_dir=log_dir, api_key=old.api_key, start_timeout=start_timeout,
-                             extra_args=args + (["--port", str(old.port)] if same_port else []))  # fmt: skip
+        new = old.launch.start(root=old.root, log_dir=log_dir, api_key=old.api_key, port=old.port if same_port else 0)
     except TargetError:
         if not same_port:
             raise
         # the old port is taken (by another process since): any free port will do
-        new = start_embedded(root=old.root, log_dir=log_dir, api_key=old.api_key, start_timeout=start_timeout,
-                             extra_args=args)  # fmt: skip
+        new = old.launch.start(root=old.root, log_dir=log_dir, api_key=old.api_key, port=0)
     new.owns_root = old.owns_root
     return new
 
@@ -234,7 +239,7 @@ class Watch:
                 misses = 0
                 continue
             misses += 1
-            if self.target.kind != EMBEDDED and misses < self.failures:
+            if not self.target.owned and misses < self.failures:
                 continue
             self._down(reason)
             return
@@ -310,7 +315,7 @@ def fail_fast_if_sut_dies(
 ) -> Iterator[Watch]:
     """Run the body while a thread watches the SUT; raise :class:`SutDown` soon after it dies.
 
-    The embedded conductor is checked through its process (every ``poll_s``); an external one
+    An owned SUT is checked through its process (every ``poll_s``); an external one
     through ``/api/v1/health`` (down after ``failures`` misses in a row). On death: the
     ``multiprocessing`` children of this process are killed (``kill_workers``), ``on_down(reason)``
     is called, and the main thread is interrupted with :class:`SutDown`. Entered from another
@@ -328,7 +333,7 @@ def fail_fast_if_sut_dies(
         raise
     except (Exception, asyncio.CancelledError) as exc:
         # the body may notice the dead SUT (refused connections) before the watchdog's next look
-        if guard.reason is None and target.kind == EMBEDDED:
+        if guard.reason is None and target.owned:
             reason = down_reason(target)
             if reason is not None:
                 guard.reason, guard.detected_at = reason, time.monotonic()

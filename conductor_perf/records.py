@@ -16,8 +16,11 @@ Schema (version 1)
       "commit": {"sha": str|null, "dirty": bool|null},   # of this repository; null without git
       "tools": {"robotframework": "7.5", "pabot": "5.2.2", "httpx": ..., "aiohttp": ...,
                 "psutil": ..., "hdrhistogram": ..., "conductor-perf": ...},  # null = not installed
-      "sut": {"kind": "embedded"|"external", "url": str|null, "version": str|null, "root": str|null,
-              "pid": int|null, "binary_sha256": str (when known)},
+      "sut": {"kind": "embedded"|"binary"|"external", "url": str|null, "version": str|null, "root": str|null,
+              "pid": int|null,
+              "binary": str, "binary_sha256": str, "binary_version": str,   # kind "binary" only
+              "capabilities": {"can_restart": bool, "pid": bool, "auth": bool, "profiler": str|null,
+                               "goroutines": str|null}},
       "profile": "default",
       "extra": {...},                              # free-form run notes (load average, pabot parts)
       "metrics": [MetricRecord, ...]

@@ -165,6 +165,11 @@ def _header_facts(
             f"{sut.get('kind') or '?'} {sut.get('url') or ''} version {sut.get('version') or '?'}"
             f"{(' root ' + str(sut.get('root'))) if sut.get('root') else ''}",
         ),
+        *(
+            [("SUT binary", f"{sut['binary']} ({sut.get('binary_version') or '?'}), sha256 {sut.get('binary_sha256') or '?'}")]
+            if sut.get("binary")
+            else []
+        ),
         ("Commit", commit),
         (
             "Machine",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -40,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1, help="> 1 runs the suites with pabot")
     p.add_argument("--results", default=str(REPO / "results"), help="results root (default: results/)")
     p.add_argument("--run-id", default="", help="name of the run folder (default: a new sortable id)")
+    p.add_argument("--binary", default=os.environ.get("CONDUCTOR_BINARY", ""), metavar="PATH",
+                   help="start and own this conductor-loop executable (run-agent) as the SUT "
+                        "(default: CONDUCTOR_BINARY)")  # fmt: skip
+    p.add_argument("--binary-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument of the binary's serve command line (repeatable; "
+                        "added to CONDUCTOR_BINARY_ARGS)")  # fmt: skip
+    p.add_argument("--binary-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key of the binary, e.g. api.sse.max_clients_per_run=500 (repeatable; "
+                        "added to CONDUCTOR_BINARY_CONFIG)")  # fmt: skip
     p.add_argument("--url", default="", help="attach to this conductor instead of the embedded one")
     p.add_argument("--root", default="", help="runs root of the conductor at --url")
     p.add_argument("--api-key", default="", help="API key of the conductor at --url")
@@ -73,6 +83,7 @@ def robot_command(args: argparse.Namespace, out: Path, extra: list[str]) -> list
         ("CONDUCTOR_URL", args.url),
         ("CONDUCTOR_ROOT", args.root),
         ("CONDUCTOR_API_KEY", args.api_key),
+        *binary_variables(args),
     ):
         if value:
             cmd += ["--variable", f"{name}:{value}"]
@@ -81,6 +92,21 @@ def robot_command(args: argparse.Namespace, out: Path, extra: list[str]) -> list
     for tag in args.exclude:
         cmd += ["--exclude", tag]
     return cmd + extra + (args.suites or [str(REPO / "suites")])
+
+
+def binary_variables(args: argparse.Namespace, environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """``CONDUCTOR_BINARY*`` Robot variables of the options: the binary's absolute path, its extra
+    arguments and config keys (the environment's first, then the options'), each as shell words."""
+    if not args.binary:
+        return []
+    env = os.environ if environ is None else environ
+    binary = args.binary
+    if os.sep in binary or Path(binary).exists():
+        binary = str(Path(binary).expanduser().absolute())  # robot runs in the repository, not here
+    extra = shlex.split(env.get("CONDUCTOR_BINARY_ARGS", "")) + list(args.binary_arg)
+    config = shlex.split(env.get("CONDUCTOR_BINARY_CONFIG", "")) + list(args.binary_config)
+    return [("CONDUCTOR_BINARY", binary), ("CONDUCTOR_BINARY_ARGS", shlex.join(extra)),
+            ("CONDUCTOR_BINARY_CONFIG", shlex.join(config))]  # fmt: skip
 
 
 def _kind(value: str) -> str:
@@ -148,6 +174,10 @@ def preflight(args: argparse.Namespace, extra: list[str], environ: dict[str, str
             return str(exc).replace("CONDUCTOR_URL", "--url")
     if args.root and not Path(args.root).expanduser().is_dir():
         return f"--root {args.root!r} is not a directory (the runs root must exist)"
+    if args.binary or args.binary_arg or args.binary_config:
+        problem = _binary_problem(args, environ)
+        if problem:
+            return problem
     kinds = _target_kinds()
     checks = [(name, value, "--variable") for name, value in _overrides(extra)]
     checks += [(name, environ[env], f"environment {env}") for name, (_, _, env) in kinds.items()
@@ -160,6 +190,28 @@ def preflight(args: argparse.Namespace, extra: list[str], environ: dict[str, str
         if not (got == "number" if kind == "number" else got in ("number", "duration")):
             what = "a number" if kind == "number" else "a duration like '10 s'"
             return f"{name} must be {what} (default {default}), got {value!r} from {source}"
+    return ""
+
+
+def _binary_problem(args: argparse.Namespace, environ: dict[str, str]) -> str:
+    """The first problem of the binary options (path, shell words, config keys), or ``""``."""
+    from .binary import parse_config_overrides, resolve_binary
+    from .target import TargetError
+
+    if not args.binary:
+        return "--binary-arg and --binary-config need a binary: --binary PATH or CONDUCTOR_BINARY"
+    if args.url:
+        return "--url and --binary (or CONDUCTOR_BINARY) both name a SUT: choose one"
+    try:
+        resolve_binary(args.binary)
+        for name in ("CONDUCTOR_BINARY_ARGS", "CONDUCTOR_BINARY_CONFIG"):
+            try:
+                shlex.split(environ.get(name, ""))
+            except ValueError as exc:
+                return f"{name} is not valid shell words ({exc}): {environ.get(name)!r}"
+        parse_config_overrides(shlex.split(environ.get("CONDUCTOR_BINARY_CONFIG", "")) + list(args.binary_config))
+    except TargetError as exc:
+        return str(exc)
     return ""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shlex
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,33 +15,49 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import faults
 from conductor_perf import target as sut
+from conductor_perf.binary import parse_config_overrides, start_binary
 from conductor_perf.context import RunContext
 from conductor_perf.measure import fsprobe
 
 
 @library(scope="GLOBAL", auto_keywords=False)
 class ConductorLibrary:
-    """Owns the SUT of a suite run: the embedded reference conductor or a running conductor-loop.
+    """Owns the SUT of a suite run: the embedded reference conductor, a conductor-loop build, or a running server.
 
     = Choosing the SUT =
 
-    With no ``CONDUCTOR_URL`` (variable or environment), `Start Or Attach Conductor` starts the
-    embedded reference conductor on a free 127.0.0.1 port with a fresh runs root under the results
-    folder. With ``CONDUCTOR_URL`` it attaches to that server; ``CONDUCTOR_ROOT`` gives its runs
-    root for file-level tests (without it those tests are skipped, with the reason) and
-    ``CONDUCTOR_API_KEY`` its API key.
+    `Start Or Attach Conductor` decides, from variables or the environment of the same names:
+
+    - nothing set: it starts the embedded reference conductor on a free 127.0.0.1 port with a
+      fresh runs root under the results folder;
+    - ``CONDUCTOR_BINARY`` (a conductor-loop executable, e.g. ``run-agent``): it starts that
+      binary as ``serve --config <generated> --root <fresh root> --host 127.0.0.1 --port <free>``
+      with the stub agent first on its PATH and HOME in a scratch folder, and owns it exactly like
+      the embedded conductor. ``CONDUCTOR_BINARY_ARGS`` adds server flags (shell words),
+      ``CONDUCTOR_BINARY_CONFIG`` config keys (``api.sse.max_clients_per_run=500``, shell words);
+    - ``CONDUCTOR_URL``: it attaches to that server; ``CONDUCTOR_ROOT`` gives its runs root for
+      file-level tests (without it those tests are skipped, with the reason) and
+      ``CONDUCTOR_API_KEY`` its API key.
+
+    = Capabilities =
+
+    Tests ask the SUT for a capability instead of its kind (`Skip Unless Conductor Has`):
+    ``can_restart`` (the suite owns the process), ``pid`` (its process is visible here), ``auth``
+    (the suite can start a second instance with an API key), ``profiler`` and ``goroutines``. A
+    missing one skips the test with a reason that names it.
 
     = Faults =
 
-    `Kill Conductor` kills the embedded conductor with SIGKILL (now or after a delay, in the
-    background); `Restart Conductor` starts a fresh one on the same runs root and port. A suite
-    setup (`Start Or Attach Conductor`) that finds the embedded conductor dead starts a fresh one,
-    so the suites after a crash still run.
+    `Kill Conductor` kills the owned SUT with SIGKILL (now or after a delay, in the background);
+    `Restart Conductor` starts a fresh one on the same runs root and port. A suite setup
+    (`Start Or Attach Conductor`) that finds the owned SUT dead starts a fresh one, so the suites
+    after a crash still run.
 
     = Results =
 
     ``RESULTS_DIR`` (variable or ``CONDUCTOR_PERF_RESULTS`` environment) is where metrics and the
-    SUT's log go. The SUT kind, URL and version are set as suite metadata.
+    SUT's folder (runs root, log, generated config) go. The SUT kind, URL, version and, for a
+    binary, its ``--version`` line and sha256 are set as suite metadata and recorded in metrics.json.
 
     = Run context =
 
@@ -57,7 +74,6 @@ class ConductorLibrary:
     def __init__(self) -> None:
         self.context: RunContext | None = None
         self._locks: list[str] = []
-        self._extra_args: list[str] = []
         self._kill: faults.KillTimer | None = None
 
     @keyword
@@ -67,22 +83,29 @@ class ConductorLibrary:
         root: str = "",
         api_key: str = "",
         *,
+        binary: str = "",
+        binary_args: str = "",
+        binary_config: str = "",
         results_dir: str = "",
         profile: str = "",
         extra_args: str = "",
     ) -> str:
-        """Start the embedded reference conductor, or attach to ``url`` when one is given.
+        """Start the embedded reference conductor or a conductor-loop ``binary``, or attach to ``url``.
 
         Arguments default to the variables/environment ``CONDUCTOR_URL``, ``CONDUCTOR_ROOT``,
-        ``CONDUCTOR_API_KEY``. ``extra_args`` are added to the embedded conductor's command line
-        (space separated). Returns the base URL. Fails with one line when the SUT is unreachable.
+        ``CONDUCTOR_API_KEY``, ``CONDUCTOR_BINARY``, ``CONDUCTOR_BINARY_ARGS`` and
+        ``CONDUCTOR_BINARY_CONFIG`` (see `Choosing the SUT`). ``extra_args`` are added to the embedded
+        conductor's command line (shell words). Returns the base URL. Fails the whole run with one
+        line when the SUT cannot be started or reached.
 
         Example:
-        | `Start Or Attach Conductor`    # embedded, or CONDUCTOR_URL if set
+        | `Start Or Attach Conductor`    # embedded, or CONDUCTOR_BINARY / CONDUCTOR_URL if set
+        | `Start Or Attach Conductor`    binary=/opt/conductor/run-agent    binary_config=api.sse.max_clients_per_run=500
         """
         url = url or _setting("CONDUCTOR_URL")
         root = root or _setting("CONDUCTOR_ROOT")
         api_key = api_key or _setting("CONDUCTOR_API_KEY")
+        binary = binary or _setting("CONDUCTOR_BINARY")
         if self.context is None:
             self.context = RunContext.from_environment(
                 results_dir=results_dir or _setting("RESULTS_DIR") or None, profile=profile or _setting("PROFILE")
@@ -94,69 +117,86 @@ class ConductorLibrary:
                 try:
                     self._restart(ctx.target)
                 except sut.TargetError as exc:
-                    BuiltIn().fatal_error(f"could not restart the embedded conductor: {exc}")
+                    BuiltIn().fatal_error(f"could not restart the {ctx.target.name}: {exc}")
             return ctx.target.url
-        self._extra_args = extra_args.split() if extra_args else []
+        sut_dir = ctx.results_dir / f"sut-{os.getpid()}"
         try:
+            if url and binary:
+                raise sut.TargetError("CONDUCTOR_URL and CONDUCTOR_BINARY are both set: choose one SUT")
             if url:
                 target = sut.attach(url, root=root or None, api_key=api_key)
+            elif binary:
+                target = start_binary(
+                    binary,
+                    sut_dir=sut_dir,
+                    root=root or None,
+                    api_key=api_key,
+                    extra_args=_words(binary_args or _setting("CONDUCTOR_BINARY_ARGS"), "CONDUCTOR_BINARY_ARGS"),
+                    config=parse_config_overrides(
+                        _words(binary_config or _setting("CONDUCTOR_BINARY_CONFIG"), "CONDUCTOR_BINARY_CONFIG")
+                    ),
+                )
             else:
-                sut_dir = ctx.results_dir / f"sut-{os.getpid()}"
                 target = sut.start_embedded(
                     root=root or (sut_dir / "root"),
                     log_dir=sut_dir,
                     api_key=api_key,
-                    extra_args=self._extra_args,
+                    extra_args=_words(extra_args, "extra_args"),
                 )
         except sut.TargetError as exc:
             BuiltIn().fatal_error(str(exc))
         ctx.target = target
         atexit.register(target.stop)  # a suite run on its own must not leave the SUT behind
         ctx.record(metric="sut", suite="", test="", unit="", value=0, verdict="info", extra=target.describe())
-        for name, value in (("SUT", target.kind), ("SUT URL", target.url), ("SUT version", target.version),
-                            ("SUT runs root", str(target.root) if target.root else "not given")):  # fmt: skip
+        for name, value in _metadata(target):
             BuiltIn().set_suite_metadata(name, value, top=True)
-        logger.info(f"SUT: {target.kind} conductor {target.version} at {target.url} (root {target.root})")
+        logger.info(f"SUT: {target.name} {target.version} at {target.url} (root {target.root}); capabilities "
+                    + ", ".join(f"{k}={v}" for k, v in target.capabilities().items()))  # fmt: skip
         return target.url
 
     @keyword
     def stop_conductor(self) -> None:
-        """Stop the embedded conductor and its whole process tree (an attached server is left running).
+        """Stop an owned SUT and its whole process tree (an attached server is left running).
 
         Example:
         | `Stop Conductor`
         """
         if self.context is None:
             return
+        if self._kill is not None:
+            self._kill.cancel()
+            self._kill = None
         target, self.context.target = self.context.target, None
         if target is not None:
             target.stop()
 
     @keyword
     def kill_conductor(self, after: timedelta = timedelta(0)) -> None:
-        """Kill the embedded conductor with SIGKILL, now or ``after`` a delay (in the background).
+        """Kill the owned SUT's server with SIGKILL, now or ``after`` a delay (in the background).
 
         Its agents are left running, as after a real crash (a restart collects them). Fails for
-        an external SUT. Example:
+        an SUT the suite does not own (capability ``can_restart``). Example:
         | `Kill Conductor`    after=1 s    # while the next keyword runs a load test
         """
         target = require_target()
         ctx = self._context()
+
+        def note(at: float) -> None:
+            ctx.note_fault("kill", at, target.pid)
+
         try:
             if seconds(after) > 0:
-                self._kill = faults.kill_later(target, seconds(after), on_kill=lambda at: ctx.note_fault("kill", at, target.pid))
-                logger.info(
-                    f"the embedded conductor (pid {target.pid}) will be killed in {seconds(after):g} s"
-                )
+                self._kill = faults.kill_later(target, seconds(after), on_kill=note)
+                logger.info(f"the {target.name} (pid {target.pid}) will be killed in {seconds(after):g} s")
             else:
-                ctx.note_fault("kill", faults.kill_embedded(target), target.pid)
-                logger.info(f"killed the embedded conductor (pid {target.pid}) with SIGKILL")
+                note(faults.kill_sut(target))
+                logger.info(f"killed the {target.name} (pid {target.pid}) with SIGKILL")
         except sut.TargetError as exc:
             raise AssertionError(str(exc)) from None
 
     @keyword
     def restart_conductor(self, *, if_down: bool = False) -> str:
-        """Start a fresh embedded conductor on the same runs root (and port when free); returns its URL.
+        """Start a fresh instance of the owned SUT on the same runs root (and port when free); returns its URL.
 
         A running one is stopped first. With ``if_down=True`` nothing happens while the SUT runs
         (nor for an external SUT), which suits a teardown after a fault test. Example:
@@ -175,11 +215,11 @@ class ConductorLibrary:
         return require_target().url
 
     def _restart(self, old: sut.Target) -> None:
-        new = faults.restart_embedded(old, extra_args=self._extra_args)
+        new = faults.restart_sut(old)
         self._context().target = new
         atexit.register(new.stop)
-        figure("embedded conductor restarted", 1, "restarts", details=new.describe())
-        logger.info(f"fresh embedded conductor (pid {new.pid}) at {new.url} on the runs root {new.root}")
+        figure("conductor restarted", 1, "restarts", details=new.describe())
+        logger.info(f"fresh {new.name} (pid {new.pid}) at {new.url} on the runs root {new.root}")
 
     def _context(self) -> RunContext:
         if self.context is None:
@@ -197,7 +237,7 @@ class ConductorLibrary:
 
     @keyword
     def get_conductor_kind(self) -> str:
-        """``embedded`` or ``external``.
+        """``embedded``, ``binary`` or ``external`` (tests ask for capabilities instead: `Skip Unless Conductor Has`).
 
         Example:
         | ${kind} =    `Get Conductor Kind`
@@ -218,18 +258,18 @@ class ConductorLibrary:
 
     @keyword
     def record_file_system_state(self) -> float | None:
-        """Log what creating a directory costs now beside the embedded conductor's runs root (info figure).
+        """Log what creating a directory costs now beside the owned SUT's runs root (info figure).
 
         Figures that create files depend on the disk's state as much as on the code (see
         ``conductor_perf.measure.fsprobe``); this puts that state next to them. Against an external
-        SUT nothing is written into its runs root and nothing is recorded. Returns the p50 in us.
+        SUT nothing is written near its runs root and nothing is recorded. Returns the p50 in us.
 
         Example:
         | `Record File System State`
         """
         target = require_target()
-        if target.kind != sut.EMBEDDED or target.root is None:
-            logger.info("file system state not probed: only beside the embedded conductor's root")
+        if not target.owned or target.root is None:
+            logger.info("file system state not probed: only beside the runs root of a SUT the suite started")
             return None
         cost = fsprobe.directory_creation_cost(Path(target.root).parent)
         return figure("file system directory creation p50", round(cost["p50_us"], 1), "us", details=cost)
@@ -257,14 +297,55 @@ class ConductorLibrary:
             BuiltIn().run_keyword("pabot.PabotLib.Release Lock", self._locks.pop())
 
     @keyword
-    def skip_unless_embedded_conductor(self, reason: str = "") -> None:
-        """Skip the test unless the SUT is the embedded reference conductor.
+    def skip_unless_conductor_has(self, capability: str, reason: str = "") -> None:
+        """Skip the test unless the SUT has ``capability``; the skip names it and why it is missing.
+
+        Capabilities: ``can_restart``, ``pid``, ``auth``, ``profiler``, ``goroutines`` (see
+        `Capabilities`). ``reason`` says what the test needs it for.
 
         Example:
-        | `Skip Unless Embedded Conductor`    restarts the SUT
+        | `Skip Unless Conductor Has`    can_restart    kills the conductor
         """
-        if require_target().kind != sut.EMBEDDED:
-            skip(f"needs the embedded reference conductor{': ' + reason if reason else ''}")
+        try:
+            gap = require_target().capability_gap(capability)
+        except ValueError as exc:
+            raise AssertionError(str(exc)) from None
+        if gap is not None:
+            skip(f"{gap}{' (the test ' + reason + ')' if reason else ''}")
+
+    @keyword
+    def get_conductor_capability(self, capability: str) -> object:
+        """The value of one capability of the SUT: ``True``/``False``, or a name such as ``perf`` / ``None``.
+
+        Example:
+        | ${profiler} =    `Get Conductor Capability`    profiler
+        """
+        target = require_target()
+        try:
+            target.capability_gap(capability)  # validates the name
+        except ValueError as exc:
+            raise AssertionError(str(exc)) from None
+        return target.capabilities()[capability]
+
+
+def _words(text: str, name: str) -> list[str]:
+    """Shell words of a setting (``--flag 'a b'`` -> two words); a broken quote fails the run with one line."""
+    try:
+        return shlex.split(text or "")
+    except ValueError as exc:
+        raise sut.TargetError(f"{name} is not valid shell words ({exc}): {text!r}") from None
+
+
+def _metadata(target: sut.Target) -> list[tuple[str, str]]:
+    """Suite metadata naming the SUT (kind, URL, version, runs root; for a binary its path, version line, sha256)."""
+    rows = [("SUT", target.kind), ("SUT URL", target.url), ("SUT version", target.version),
+            ("SUT runs root", str(target.root) if target.root else "not given")]  # fmt: skip
+    if target.kind == sut.BINARY:
+        rows += [("SUT binary", str(target.binary)), ("SUT binary version", target.binary_version),
+                 ("SUT binary sha256", target.binary_sha256)]  # fmt: skip
+    if target.log_path is not None:
+        rows.append(("SUT log", str(target.log_path)))
+    return rows
 
 
 def _setting(name: str) -> str:

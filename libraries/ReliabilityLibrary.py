@@ -39,7 +39,7 @@ class ReliabilityLibrary:
 
     `Measure SSE Burst Delivery` appends a burst of lines at once to a running run's stdout while
     subscribers (and optionally deliberately slow ones) read its stream. `Measure SSE Resume
-    Across Restart` kills and restarts the embedded conductor under a subscriber, which must
+    Across Restart` kills and restarts the SUT (one the suite owns) under a subscriber, which must
     resume with ``Last-Event-ID`` and miss no line.
 
     = Faults =
@@ -276,11 +276,12 @@ class ReliabilityLibrary:
     @keyword
     def measure_sse_resume_across_restart(self, before: int = 100, during: int = 100, after: int = 100,
                                           *, timeout: timedelta = timedelta(seconds=60)) -> int:  # fmt: skip
-        """Kill and restart the embedded conductor under an SSE subscriber of a running run.
+        """Kill and restart the owned SUT under an SSE subscriber of a running run.
 
         ``before`` lines arrive live, ``during`` are appended while the server is down, ``after``
         once it is back; the subscriber reconnects with ``Last-Event-ID``. The runs root is kept,
-        the port too when free. Returns the lines missed. Needs the embedded conductor. Example:
+        the port too when free. Returns the lines missed. Needs an SUT the suite owns (capability
+        ``can_restart``). Example:
         | `Measure SSE Resume Across Restart`    before=100    during=100    after=100
         """
         root = require_root()
@@ -289,7 +290,7 @@ class ReliabilityLibrary:
         def kill() -> None:
             target = require_target()
             try:
-                run_context().note_fault("kill", faults.kill_embedded(target), target.pid)
+                run_context().note_fault("kill", faults.kill_sut(target), target.pid)
             except TargetError as exc:
                 raise AssertionError(str(exc)) from None
 

@@ -12,7 +12,7 @@ from robot.api import logger
 from robot.api.deco import keyword, library
 
 from conductor_perf.bench import security
-from conductor_perf.target import EMBEDDED, Target, TargetError, start_embedded
+from conductor_perf.target import Target, TargetError
 
 
 @library(scope="SUITE", auto_keywords=False)
@@ -30,9 +30,10 @@ class SecurityLibrary:
 
     = Authentication =
 
-    `Start Conductor With Api Key` starts a second embedded conductor with ``--api-key`` (against
-    an external SUT it uses the SUT itself when ``CONDUCTOR_API_KEY`` is set, else the test is
-    skipped). The other auth keywords probe every protected and exempt route.
+    `Start Conductor With Api Key` starts a second instance of the SUT with ``--api-key`` when the
+    suite owns it (capability ``auth``: the embedded conductor or a managed conductor-loop binary);
+    against an external SUT it uses the SUT itself when ``CONDUCTOR_API_KEY`` is set, else the test
+    is skipped naming the capability. The other auth keywords probe every protected and exempt route.
 
     Example:
     | `Send Bad Input`    traversal-in-project-id-of-new-task
@@ -46,6 +47,7 @@ class SecurityLibrary:
         self._answer: security.Answer | None = None
         self._tried: list[str] = []
         self._auth: Target | None = None
+        self._auth_owned = False
         self._key = ""
         self._root_note_logged = False
 
@@ -133,52 +135,49 @@ class SecurityLibrary:
     def start_conductor_with_api_key(self) -> str:
         """A conductor that requires an API key; returns its URL (started once per suite).
 
-        Embedded SUT: a second embedded conductor with a random ``--api-key`` and its own runs
-        root. External SUT: the SUT itself, when ``CONDUCTOR_API_KEY`` is set; otherwise the test
-        is skipped with the reason. Example:
+        An SUT the suite owns (capability ``auth``): a second instance of it (the same embedded
+        conductor or binary, its arguments and config) with a random ``--api-key`` and its own runs
+        root, log in ``auth-sut-<pid>/``. External SUT: the SUT itself, when ``CONDUCTOR_API_KEY`` is
+        set; otherwise the test is skipped naming the missing capability. Example:
         | `Start Conductor With Api Key`
         """
         if self._auth is not None:
             return self._auth.url
         target = require_target()
-        if target.kind != EMBEDDED:
+        gap = target.capability_gap("auth")
+        if gap is not None:
             if not target.api_key:
-                skip("auth checks against an external conductor need its key: set CONDUCTOR_API_KEY")
-            self._auth, self._key = target, target.api_key
+                skip(f"{gap}; to test the SUT's own key, set CONDUCTOR_API_KEY")
+            self._auth, self._auth_owned, self._key = target, False, target.api_key
             return target.url
         key = "perf-" + secrets.token_hex(12)
         base = run_context().results_dir / f"auth-sut-{os.getpid()}"
         try:
-            self._auth = start_embedded(root=base / "root", log_dir=base, api_key=key)
+            self._auth = target.start_another(root=base / "root", log_dir=base, api_key=key)
         except TargetError as exc:
             raise AssertionError(f"could not start a conductor with an API key: {exc}") from None
-        self._key = key
+        self._auth_owned, self._key = True, key
         atexit.register(self._auth.stop)
-        logger.info(f"conductor with an API key (pid {self._auth.pid}) at {self._auth.url}")
+        logger.info(f"{self._auth.name} with an API key (pid {self._auth.pid}) at {self._auth.url}")
         return self._auth.url
 
     @keyword
     def stop_conductor_with_api_key(self) -> None:
-        """Stop the second conductor (an external SUT is left alone).
+        """Stop the second conductor (the SUT itself, when it was used with its own key, is left alone).
 
         Example:
         | Suite Teardown    `Stop Conductor With Api Key`
         """
         auth, self._auth = self._auth, None
-        if auth is not None and auth.kind == EMBEDDED:
+        if auth is not None and self._auth_owned:
             auth.stop()
 
     def _require_auth(self) -> Target:
         if self._auth is None:
             raise AssertionError("no conductor with an API key: call 'Start Conductor With Api Key' first")
-        if (
-            self._auth.kind == EMBEDDED
-            and self._auth.process is not None
-            and self._auth.process.poll() is not None
-        ):
-            raise AssertionError(
-                f"the conductor with an API key exited (code {self._auth.process.returncode})"
-            )
+        code = self._auth.exit_status() if self._auth_owned else None
+        if code is not None:
+            raise AssertionError(f"the {self._auth.name} with an API key exited (code {code}); log {self._auth.log_path}")
         return self._auth
 
     def _probe(

@@ -3,8 +3,9 @@ Documentation    Reliability (issue 7): nothing lost, torn or delayed under cont
 ...              the system under test handled cleanly.
 ...
 ...              File-level tests use the SUT's runs root (skipped without it). Fault tests kill or
-...              restart the SUT, so they run against the embedded conductor only; their teardown
-...              brings up a fresh one on the same runs root for the tests and suites that follow.
+...              restart the SUT, so they run where the suite owns it (capability ``can_restart``: the
+...              embedded conductor or a conductor-loop binary it started); their teardown brings up a
+...              fresh one on the same runs root for the tests and suites that follow.
 
 Resource         ../resources/common.resource
 Library          ../libraries/ReliabilityLibrary.py
@@ -80,7 +81,7 @@ A Load Test Fails Within Seconds When The Conductor Is Killed
     [Teardown]    Restart A Killed Conductor
 
 A Killed Conductor Is Replaced By A Fresh One For The Next Suite
-    [Documentation]    The set-up every suite runs notices a dead embedded conductor and starts a fresh one
+    [Documentation]    The set-up every suite runs notices a dead conductor it owns and starts a fresh one
     ...    on the same runs root.
     [Setup]    Prepare Fault Test    kills the conductor
     ${old_pid} =    Get Conductor Process Id
@@ -106,9 +107,9 @@ An SSE Client Resumes After A Conductor Restart Without Missing A Line
 
 *** Keywords ***
 Prepare Fault Test
-    [Documentation]    Fault tests need the embedded conductor (they kill it) and the measurement lock.
+    [Documentation]    Fault tests need a conductor the suite owns (they kill it) and the measurement lock.
     [Arguments]    ${why}
-    Skip Unless Embedded Conductor    ${why}
+    Skip Unless Conductor Has    can_restart    ${why}
     Acquire Measurement Lock
 
 Restart A Killed Conductor

@@ -6,8 +6,8 @@ Documentation     Security (issue 7): bad input gets a client error with the con
 ...               ``conductor_perf/bench/security.py``. The expected answer follows conductor-loop's contract
 ...               (sections 3.1, 6, 7): a 4xx with ``{"error":{"code","message"}}``, 405 ``text/plain`` on
 ...               ``/healthz`` and ``/metrics``, a redirect to the cleaned path for ``..`` segments in the URL.
-...               Auth runs against a second embedded conductor started with ``--api-key``; against an
-...               external SUT only when ``CONDUCTOR_API_KEY`` is set.
+...               Auth runs against a second instance of the SUT started with ``--api-key`` when the suite
+...               owns it (capability ``auth``); against an external SUT only when ``CONDUCTOR_API_KEY`` is set.
 
 Resource          ../resources/common.resource
 Library           ../libraries/SecurityLibrary.py

@@ -2,7 +2,8 @@
 Documentation     conductor-loop performance targets, one readable test per target.
 ...
 ...               The top-level suite owns the system under test: the embedded reference conductor on a
-...               free 127.0.0.1 port by default, or the server named by ``CONDUCTOR_URL``. At the end it
+...               free 127.0.0.1 port by default, the conductor-loop executable named by ``CONDUCTOR_BINARY``
+...               (started and owned the same way), or the server named by ``CONDUCTOR_URL``. At the end it
 ...               writes metrics.json and the seed's FACT lines (MESSAGE-BUS.md) for a plain robot run.
 
 Resource          ../resources/common.resource

@@ -18,7 +18,7 @@ from conductor_perf.formats import bus, runs
 from conductor_perf.measure import load
 from conductor_perf.reference.config import ReferenceConfig
 from conductor_perf.reference.testing import ServerThread
-from conductor_perf.target import EMBEDDED, EXTERNAL, Target
+from conductor_perf.target import EMBEDDED, EXTERNAL, Target, start_embedded
 
 # ------------------------------------------------------------------------------ bus integrity
 
@@ -238,7 +238,7 @@ def test_from_another_thread_the_error_comes_when_the_body_returns() -> None:
     def body() -> None:
         try:
             with faults.fail_fast_if_sut_dies(target, poll_s=0.05):
-                faults.kill_embedded(target)
+                faults.kill_sut(target)
                 time.sleep(0.5)
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion
             errors.append(exc)
@@ -260,22 +260,22 @@ def test_down_reason_of_an_external_sut_names_the_refusal() -> None:
     assert not faults.is_down(Target(kind=EXTERNAL, url=f"http://127.0.0.1:{port}/"))
 
 
-def test_kill_refuses_an_external_sut() -> None:
-    with pytest.raises(faults.TargetError):
-        faults.kill_embedded(Target(kind=EXTERNAL, url="http://127.0.0.1:9/"))
-    with pytest.raises(faults.TargetError):
-        faults.restart_embedded(Target(kind=EXTERNAL, url="http://127.0.0.1:9/"))
+def test_kill_and_restart_refuse_an_external_sut_naming_the_capability() -> None:
+    with pytest.raises(faults.TargetError, match="cannot kill this SUT: the SUT lacks the capability 'can_restart'"):
+        faults.kill_sut(Target(kind=EXTERNAL, url="http://127.0.0.1:9/"))
+    with pytest.raises(faults.TargetError, match="cannot restart this SUT: the SUT lacks the capability 'can_restart'"):
+        faults.restart_sut(Target(kind=EXTERNAL, url="http://127.0.0.1:9/"))
 
 
 def test_restart_after_a_kill_keeps_the_root_and_the_port(tmp_path: Path) -> None:
-    old = faults.start_embedded(root=tmp_path / "root", log_dir=tmp_path)
+    old = start_embedded(root=tmp_path / "root", log_dir=tmp_path)
     new = None
     try:
         (old.root / "marker").write_text("kept")  # type: ignore[operator]
-        faults.kill_embedded(old)
+        faults.kill_sut(old)
         assert faults.is_down(old)
         assert faults.down_reason(old) == f"embedded conductor (pid {old.pid}) was killed by SIGKILL"
-        new = faults.restart_embedded(old)
+        new = faults.restart_sut(old)
         assert new.pid != old.pid and new.port == old.port and new.root == old.root
         assert (new.root / "marker").read_text() == "kept"  # type: ignore[operator]
         assert faults.down_reason(new) is None

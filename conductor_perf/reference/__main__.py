@@ -1,8 +1,15 @@
 """``python -m conductor_perf.reference``: run the embedded reference conductor.
 
-    python -m conductor_perf.reference --root DIR [--host 127.0.0.1] [--port 0] [--config FILE]
+    python -m conductor_perf.reference [serve] --root DIR [--host 127.0.0.1] [--port 0] [--config FILE]
         [--api-key K] [--disable-task-start] [--heartbeat-interval S] [--max-clients-per-run N]
         [--max-concurrent-runs N] [--restart-delay S] [--log-file F] [--no-file-helper]
+    python -m conductor_perf.reference --version
+
+It speaks conductor-loop's command line (``run-agent serve --config --root --host --port
+[--api-key] [--disable-task-start]``, ``run-agent --version``), so one can stand in for the other:
+``conductor_perf/reference/bin/reference-run-agent`` is this command as an executable, which the
+suite can start and own like a conductor-loop build (``CONDUCTOR_BINARY``). The ``serve`` word is
+optional; the other flags are the reference's own.
 
 The first line on stdout is the URL (``http://127.0.0.1:41234/``), flushed as soon as the socket
 listens (``--port 0`` picks a free port). SIGTERM/SIGINT: stop accepting, end open SSE streams,
@@ -29,7 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from .app import ConductorServer, create_app, server_of
-from .config import ConfigError, ReferenceConfig, load_config
+from .config import DEFAULT_VERSION, ConfigError, ReferenceConfig, load_config
 
 SHUTDOWN_TIMEOUT_S = 3.0
 SWITCH_INTERVAL_S = 0.001
@@ -81,6 +88,7 @@ async def serve(config: ReferenceConfig, *, debug_leak_kb: int = 0) -> AsyncIter
 def build_parser() -> argparse.ArgumentParser:
     """The command line (flags override the config file)."""
     p = argparse.ArgumentParser(prog="python -m conductor_perf.reference", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="store_true", help="print the version line and exit")
     p.add_argument("--root", help="storage root (default: config storage.runs_dir or ~/.run-agent/runs)")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (0 = pick a free one; default 0)")
@@ -147,9 +155,20 @@ async def _main(cfg: ReferenceConfig, debug_leak_kb: int = 0) -> int:
     return 0
 
 
+def version_line() -> str:
+    """What ``--version`` prints: conductor-loop's ``run-agent <version>`` form."""
+    return f"run-agent {DEFAULT_VERSION} (conductor-perf reference conductor)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # conductor-loop's subcommand; the reference serves either way
+        argv = argv[1:]
     args = build_parser().parse_args(argv)
+    if args.version:
+        print(version_line(), flush=True)
+        return 0
     # Threads beside the loop (audit writer, agent I/O) come back from the kernel needing the GIL;
     # with CPython's default 5 ms switch interval a returning thread can wait that long behind the
     # loop. Measured with a burst of 100 task submissions: with the file work on a thread, 3 of 10

@@ -31,11 +31,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -82,7 +84,8 @@ GO_BUILDINFO_MAGIC = b"\xff Go buildinf:"
 """Start of the ``.go.buildinfo`` section every Go executable carries."""
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _REJECTED_FLAG = (
-    re.compile(r"unknown (?:shorthand )?flag: '?(-[^\s']+)"),  # cobra (conductor-loop)
+    re.compile(r"unknown flag: (-\S+)"),  # cobra (conductor-loop)
+    re.compile(r"unknown shorthand flag: '.' in (-\S+)"),  # cobra
     re.compile(r"unrecognized arguments: (\S+)"),  # argparse (the reference)
     re.compile(r"flag provided but not defined: (-\S+)"),  # Go's flag package
 )
@@ -213,12 +216,16 @@ def rejected_flag(text: str) -> str | None:
     return None
 
 
-def _exit_text(code: int | None) -> str:
+def _ended(code: int | None) -> str:
+    """``exited with status 3`` / ``was killed by SIGTERM`` / ``did not end``."""
     if code is None:
-        return "exit status unknown"
+        return "did not end"
     if code < 0:
-        return f"exit status {code} (signal {-code})"
-    return f"exit status {code}"
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 # ------------------------------------------------------------------------------------- start
@@ -238,7 +245,7 @@ def read_version_line(binary: Path, env: Mapping[str, str], *, cwd: Path,
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     if proc.returncode != 0:
         flag = rejected_flag(out)
-        raise TargetError(f"conductor binary {binary} failed on --version with {_exit_text(proc.returncode)}"
+        raise TargetError(f"conductor binary {binary} failed on --version: it {_ended(proc.returncode)}"
                           + (f" (it rejected the flag {flag})" if flag else "")
                           + f"; last output: {' | '.join(lines[-LOG_TAIL_LINES:]) or '(none)'}")  # fmt: skip
     return lines[0] if lines else ""
@@ -334,16 +341,22 @@ def _start_once(launch: BinaryLaunch, path: Path, env: dict[str, str], base: Pat
             target.stop(timeout=2)  # whatever it started (its process group, agents) goes too
             tail = log_tail(log_path, offset=offset)
             flag = rejected_flag(tail)
-            text = (f"conductor binary {path} exited with {_exit_text(code)} during start-up"
+            text = (f"conductor binary {path} {_ended(code)} during start-up"
                     + (f" (it rejected the flag {flag})" if flag else "")
                     + f"; last log lines: {tail} (log {log_path})")  # fmt: skip
             if "address already in use" in tail.lower():
                 raise _PortTaken(text)
             raise TargetError(text)
         if time.monotonic() >= deadline:
-            target.stop(timeout=5)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)  # reaped here, so its exit status is known
+            except subprocess.TimeoutExpired:
+                pass
+            target.stop(timeout=2)  # SIGKILL whatever of its group is left
             raise TargetError(f"conductor binary {path} did not answer GET /api/v1/health within {timeout:g} s "
-                              f"({last}); stopped it ({_exit_text(proc.returncode)}); last log lines: "
+                              f"({last}); the suite stopped it (it {_ended(proc.returncode)}); last log lines: "
                               f"{log_tail(log_path, offset=offset)} (log {log_path})")  # fmt: skip
         try:
             status, body = http_json(target.endpoint("/api/v1/health"), timeout=1.0)

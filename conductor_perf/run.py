@@ -41,12 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1, help="> 1 runs the suites with pabot")
     p.add_argument("--results", default=str(REPO / "results"), help="results root (default: results/)")
     p.add_argument("--run-id", default="", help="name of the run folder (default: a new sortable id)")
-    p.add_argument("--binary", default=os.environ.get("CONDUCTOR_BINARY", ""), metavar="PATH",
+    p.add_argument("--binary", default="", metavar="PATH",
                    help="start and own this conductor-loop executable (run-agent) as the SUT "
-                        "(default: CONDUCTOR_BINARY)")  # fmt: skip
+                        "(default: the environment's CONDUCTOR_BINARY)")  # fmt: skip
     p.add_argument("--binary-arg", action="append", default=[], metavar="ARG",
-                   help="one more argument of the binary's serve command line (repeatable; "
-                        "added to CONDUCTOR_BINARY_ARGS)")  # fmt: skip
+                   help="one more argument of the binary's serve command line (repeatable; added to "
+                        "CONDUCTOR_BINARY_ARGS; write --binary-arg=--flag for one that starts with a dash)")  # fmt: skip
     p.add_argument("--binary-config", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key of the binary, e.g. api.sse.max_clients_per_run=500 (repeatable; "
                         "added to CONDUCTOR_BINARY_CONFIG)")  # fmt: skip
@@ -97,10 +97,10 @@ def robot_command(args: argparse.Namespace, out: Path, extra: list[str]) -> list
 def binary_variables(args: argparse.Namespace, environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """``CONDUCTOR_BINARY*`` Robot variables of the options: the binary's absolute path, its extra
     arguments and config keys (the environment's first, then the options'), each as shell words."""
-    if not args.binary:
-        return []
     env = os.environ if environ is None else environ
-    binary = args.binary
+    binary = args.binary or env.get("CONDUCTOR_BINARY", "")
+    if not binary:
+        return []
     if os.sep in binary or Path(binary).exists():
         binary = str(Path(binary).expanduser().absolute())  # robot runs in the repository, not here
     extra = shlex.split(env.get("CONDUCTOR_BINARY_ARGS", "")) + list(args.binary_arg)
@@ -174,7 +174,7 @@ def preflight(args: argparse.Namespace, extra: list[str], environ: dict[str, str
             return str(exc).replace("CONDUCTOR_URL", "--url")
     if args.root and not Path(args.root).expanduser().is_dir():
         return f"--root {args.root!r} is not a directory (the runs root must exist)"
-    if args.binary or args.binary_arg or args.binary_config:
+    if args.binary or environ.get("CONDUCTOR_BINARY") or args.binary_arg or args.binary_config:
         problem = _binary_problem(args, environ)
         if problem:
             return problem
@@ -198,12 +198,13 @@ def _binary_problem(args: argparse.Namespace, environ: dict[str, str]) -> str:
     from .binary import parse_config_overrides, resolve_binary
     from .target import TargetError
 
-    if not args.binary:
+    binary = args.binary or environ.get("CONDUCTOR_BINARY", "")
+    if not binary:
         return "--binary-arg and --binary-config need a binary: --binary PATH or CONDUCTOR_BINARY"
-    if args.url:
-        return "--url and --binary (or CONDUCTOR_BINARY) both name a SUT: choose one"
+    if args.url or environ.get("CONDUCTOR_URL"):
+        return "a URL (--url or CONDUCTOR_URL) and a binary (--binary or CONDUCTOR_BINARY) both name a SUT: choose one"
     try:
-        resolve_binary(args.binary)
+        resolve_binary(binary)
         for name in ("CONDUCTOR_BINARY_ARGS", "CONDUCTOR_BINARY_CONFIG"):
             try:
                 shlex.split(environ.get(name, ""))

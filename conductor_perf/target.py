@@ -236,6 +236,8 @@ def stop_process_tree(pid: int, *, timeout: float = 10.0, group: bool = False) -
         parent = psutil.Process(pid)
         tree = [parent, *parent.children(recursive=True)]
     except psutil.NoSuchProcess:
+        if group:  # the leader is gone; what it left in its group is not
+            _signal(pid, signal.SIGKILL, group)
         return
     _signal(pid, signal.SIGTERM, group)
     _, alive = psutil.wait_procs([parent], timeout=timeout)

@@ -116,3 +116,27 @@ def test_busy_port_exits_non_zero(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_speaks_run_agents_command_line(tmp_path: Path) -> None:
+    version = subprocess.run([sys.executable, "-m", "conductor_perf.reference", "--version"], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert version.returncode == 0 and version.stdout.startswith("run-agent 0.76.0-reference")
+    config = tmp_path / "conductor.yaml"
+    config.write_text("agents:\n  codex:\n    type: codex\napi:\n  sse:\n    max_clients_per_run: 200\n")
+    proc, url = start(tmp_path, "--config", str(config))  # the flags alone, as before
+    proc.terminate()
+    assert proc.wait(timeout=20) == 0
+    cmd = [sys.executable, "-m", "conductor_perf.reference", "serve", "--config", str(config), "--root",
+           str(tmp_path / "root2"), "--host", "127.0.0.1", "--port", "0", "--api-key", "k"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        line = proc.stdout.readline().decode().strip()
+        assert line.startswith("http://127.0.0.1:")
+        assert httpx.get(line + "api/v1/tasks", timeout=10).status_code == 401
+        assert httpx.get(line + "api/v1/tasks", timeout=10, headers={"X-API-Key": "k"}).status_code == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    args = build_parser().parse_args(["--config", str(config), "--root", str(tmp_path / "r")])
+    assert config_from_args(args).max_clients_per_run == 200

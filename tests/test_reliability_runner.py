@@ -59,6 +59,12 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     dead = f"http://127.0.0.1:{_closed_port()}/"
     runner = [sys.executable, "-m", "conductor_perf.run", "--results", str(base / "results")]
+    not_executable = base / "not-executable-run-agent"
+    not_executable.write_text("#!/bin/sh\nexit 0\n")
+    crashing = base / "crashing-run-agent"
+    crashing.write_text('#!/bin/sh\nif [ "$1" = "--version" ]; then echo "run-agent 0.0.1-fake"; exit 0; fi\n'
+                        'echo "panic: the runs root is a teapot" >&2\nexit 4\n')  # fmt: skip
+    crashing.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONDUCTOR_", "PERF_", "PROFILE"))}
     scenarios = {
         "unreachable url": (runner + ["--url", dead, str(suite)], {}),
@@ -69,6 +75,10 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory):
         "non-numeric target": (runner + [str(suite), "--", "--variable", "BUS_MIN_MSG_PER_S:fast"], {}),
         "non-numeric target from the environment": (runner + [str(suite)], {"PERF_SSE_LATENCY_MS": "soon"}),
         "duration that is not one": (runner + [str(suite), "--", "-v", "BUS_DURATION:forever"], {}),
+        "binary that is not executable": (runner + ["--binary", str(not_executable), str(suite)], {}),
+        "binary and url": (runner + ["--binary", str(crashing), "--url", dead, str(suite)], {}),
+        "bad binary config": (runner + ["--binary", str(crashing), "--binary-config", "api.sse", str(suite)], {}),
+        "binary that exits at start": (runner + [str(suite)], {"CONDUCTOR_BINARY": str(crashing)}),
         "plain robot, unreachable url": (
             [
                 sys.executable,
@@ -127,6 +137,12 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory):
             "BUS_DURATION must be a duration like '10 s' (default 10 s), got 'forever'",
         ),
         ("plain robot, unreachable url", "not healthy within 10 s (conductor at http://127.0.0.1:"),
+        ("binary that is not executable", "not-executable-run-agent is not an executable file"),
+        ("binary and url", "conductor-perf: a URL (--url or CONDUCTOR_URL) and a binary (--binary or CONDUCTOR_BINARY) "
+                           "both name a SUT: choose one"),
+        ("bad binary config", "conductor-perf: config override 'api.sse' must look like api.sse.max_clients_per_run=200"),
+        ("binary that exits at start", "crashing-run-agent exited with status 4 during start-up; last log lines: "
+                                       "panic: the runs root is a teapot (log "),
     ],
 )
 def test_bad_input_to_the_suite_gives_one_clear_line(outcomes, scenario: str, line: str) -> None:
@@ -138,7 +154,8 @@ def test_bad_input_to_the_suite_gives_one_clear_line(outcomes, scenario: str, li
     assert matching, f"no line with {line!r} in:\n{console}"
 
 
-@pytest.mark.parametrize("scenario", ["root that does not exist", "unknown profile", "non-numeric target"])
+@pytest.mark.parametrize("scenario", ["root that does not exist", "unknown profile", "non-numeric target",
+                                      "binary that is not executable", "binary and url", "bad binary config"])
 def test_option_problems_stop_before_robot_starts(outcomes, scenario: str) -> None:
     rc, out, err = outcomes[scenario]
     assert rc == 2
@@ -153,3 +170,27 @@ def test_preflight_accepts_good_values(tmp_path: Path) -> None:
              "--variable", "SOMETHING_ELSE:any text", "--include", "perf"]  # fmt: skip
     assert run.preflight(args, extra, environ={"PERF_SSE_LATENCY_MS": "150"}) == ""
     assert "default" in run.PROFILES and "quick" in run.PROFILES
+
+
+def test_binary_options_become_robot_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = tmp_path / "run-agent"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    args = run._parser().parse_args(["--binary", str(binary), "--binary-arg=--watchdog-interval",
+                                     "--binary-arg", "60s", "--binary-config", "api.sse.max_clients_per_run=500"])  # fmt: skip
+    environ = {"CONDUCTOR_BINARY_ARGS": "--disable-task-start", "CONDUCTOR_BINARY_CONFIG": "defaults.timeout=60"}
+    assert run.preflight(args, [], environ=environ) == ""
+    assert run.binary_variables(args, environ) == [
+        ("CONDUCTOR_BINARY", str(binary)),
+        ("CONDUCTOR_BINARY_ARGS", "--disable-task-start --watchdog-interval 60s"),
+        ("CONDUCTOR_BINARY_CONFIG", "defaults.timeout=60 api.sse.max_clients_per_run=500"),
+    ]
+    monkeypatch.delenv("CONDUCTOR_BINARY", raising=False)
+    assert not any("CONDUCTOR_BINARY" in part for part in run.robot_command(run._parser().parse_args([]), tmp_path, []))
+    cmd = run.robot_command(args, tmp_path, [])
+    assert cmd[cmd.index(f"CONDUCTOR_BINARY:{binary}") - 1] == "--variable"
+    from_env = run._parser().parse_args([])
+    assert run.binary_variables(from_env, {"CONDUCTOR_BINARY": str(binary)})[0] == ("CONDUCTOR_BINARY", str(binary))
+    assert run.preflight(from_env, [], environ={"CONDUCTOR_BINARY": str(tmp_path / "missing")}) == (
+        f"conductor binary {tmp_path / 'missing'} does not exist"
+    )

@@ -1,5 +1,7 @@
 # conductor-perf. Every target creates .venv and installs from requirements.txt on first use.
 #   make perf                   all suites against the embedded reference conductor (default profile)
+#   CONDUCTOR_BINARY=/path/to/run-agent make perf
+#                               the same against that conductor-loop build (the suite starts and owns it)
 #   make perf PROFILE=quick     the short profile (CI)
 #   make perf-pabot             the same under pabot (PROCESSES=2)
 #   make test                   the project's unit tests (pytest)

@@ -263,9 +263,13 @@ class BinaryLaunch:
     version_line: str = ""
     format: str = ""
 
-    def start(self, *, root: Path, log_dir: Path, api_key: str = "", port: int = 0) -> Target:
-        """Start the binary on ``root``; its config, HOME and log go to ``log_dir``; ``port`` 0 = a free one."""
-        return start_binary(self.binary, sut_dir=log_dir, root=root, api_key=api_key, extra_args=self.extra_args,
+    def start(self, *, root: Path, log_dir: Path, api_key: str = "", port: int = 0,
+              extra_args: Sequence[str] = ()) -> Target:  # fmt: skip
+        """Start the binary on ``root``; its config, HOME and log go to ``log_dir``; ``port`` 0 = a free one.
+
+        ``extra_args`` are added for this instance only.
+        """
+        return start_binary(self.binary, sut_dir=log_dir, root=root, api_key=api_key, extra_args=extra_args,
                             config=self.config, port=port, start_timeout=self.start_timeout, launch=self)  # fmt: skip
 
 
@@ -284,7 +288,8 @@ def start_binary(
     """Start ``<binary> serve`` as the SUT (see the module documentation) and wait until it is healthy.
 
     ``root`` defaults to ``<sut_dir>/root``; ``port`` 0 picks a free one (and another one if that
-    was taken in the meantime). ``launch`` reuses an identity already read (restarts).
+    was taken in the meantime). ``launch`` reuses an identity already read (restarts, second
+    instances): its arguments come first, then ``extra_args``.
     """
     path = launch.binary if launch is not None else resolve_binary(binary)
     base = Path(sut_dir).absolute()
@@ -295,16 +300,18 @@ def start_binary(
     config_path = base / CONFIG_NAME
     config_path.write_text(yaml.safe_dump(merged_config(config), sort_keys=False), encoding="utf-8")
     env = server_environment(home)
+    launch_given = launch is not None
     if launch is None:
         version_line = read_version_line(path, env, cwd=base)
         sha256, fmt = binary_identity(path)
         launch = BinaryLaunch(path, list(extra_args), dict(config or {}), start_timeout, sha256, version_line, fmt)
+    args = [*launch.extra_args, *extra_args] if launch_given else launch.extra_args
     log_path = base / LOG_NAME
     attempts = 1 if port else 3  # a free port can be taken between our probe and the server's bind
     for attempt in range(attempts):
         chosen = port or free_port()
         try:
-            return _start_once(launch, path, env, base, root_path, log_path, config_path, chosen, api_key,
+            return _start_once(launch, path, env, base, root_path, log_path, config_path, chosen, api_key, args,
                                start_timeout)  # fmt: skip
         except _PortTaken as exc:
             if attempt == attempts - 1:
@@ -317,9 +324,8 @@ class _PortTaken(TargetError):
 
 
 def _start_once(launch: BinaryLaunch, path: Path, env: dict[str, str], base: Path, root: Path, log_path: Path,
-                config_path: Path, port: int, api_key: str, timeout: float) -> Target:  # fmt: skip
-    cmd = server_command(path, config=config_path, root=root, port=port, api_key=api_key,
-                         extra_args=launch.extra_args)  # fmt: skip
+                config_path: Path, port: int, api_key: str, args: Sequence[str], timeout: float) -> Target:  # fmt: skip
+    cmd = server_command(path, config=config_path, root=root, port=port, api_key=api_key, extra_args=args)
     with open(log_path, "ab") as log:
         log.write(f"--- conductor-perf {time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(cmd)}\n".encode())
         log.flush()

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -60,8 +61,12 @@ class TargetError(Exception):
 class Launch(Protocol):
     """How the suite started an owned SUT, so it can start it again or start a keyed second one."""
 
-    def start(self, *, root: Path, log_dir: Path, api_key: str = "", port: int = 0) -> Target:
-        """Start one more instance on ``root`` (log and scratch files in ``log_dir``); ``port`` 0 = free."""
+    def start(self, *, root: Path, log_dir: Path, api_key: str = "", port: int = 0,
+              extra_args: Sequence[str] = ()) -> Target:  # fmt: skip
+        """Start one more instance on ``root`` (log and scratch files in ``log_dir``); ``port`` 0 = free.
+
+        ``extra_args`` are added to the arguments it was first started with (e.g. ``--disable-task-start``).
+        """
         ...
 
 
@@ -192,11 +197,16 @@ class Target:
         out["capabilities"] = self.capabilities()
         return out
 
-    def start_another(self, *, root: Path, log_dir: Path, api_key: str = "", port: int = 0) -> Target:
-        """Start one more instance of this owned SUT (e.g. with an API key); TargetError names what is missing."""
+    def start_another(self, *, root: Path, log_dir: Path, api_key: str = "", port: int = 0,
+                      extra_args: Sequence[str] = ()) -> Target:  # fmt: skip
+        """Start one more instance of this owned SUT (the same program, arguments and config) on ``root``.
+
+        E.g. with an API key, or with ``extra_args=["--disable-task-start"]`` (both the reference and
+        conductor-loop take it). The caller stops it. TargetError names what is missing.
+        """
         if self.launch is None:
             raise TargetError(self.capability_gap("auth") or f"cannot start another {self.name}")
-        return self.launch.start(root=root, log_dir=log_dir, api_key=api_key, port=port)
+        return self.launch.start(root=root, log_dir=log_dir, api_key=api_key, port=port, extra_args=extra_args)
 
     def exit_status(self) -> int | None:
         """The owned process's exit status, or ``None`` while it runs (or when the suite does not own it)."""
@@ -221,10 +231,13 @@ class EmbeddedLaunch:
     extra_args: list[str] = field(default_factory=list)
     start_timeout: float = 20.0
 
-    def start(self, *, root: Path, log_dir: Path, api_key: str = "", port: int = 0) -> Target:
-        """A fresh embedded conductor on ``root`` (``port`` 0: a free one)."""
-        return start_embedded(root=root, log_dir=log_dir, api_key=api_key, start_timeout=self.start_timeout,
-                              extra_args=[*self.extra_args, *(["--port", str(port)] if port else [])])  # fmt: skip
+    def start(self, *, root: Path, log_dir: Path, api_key: str = "", port: int = 0,
+              extra_args: Sequence[str] = ()) -> Target:  # fmt: skip
+        """A fresh embedded conductor on ``root`` (``port`` 0: a free one); ``extra_args`` for this one only."""
+        target = start_embedded(root=root, log_dir=log_dir, api_key=api_key, start_timeout=self.start_timeout,
+                                extra_args=[*self.extra_args, *extra_args, *(["--port", str(port)] if port else [])])  # fmt: skip
+        target.launch = self  # a restart of it starts it the way the first one was, not with this one's extras
+        return target
 
 
 def stop_process_tree(pid: int, *, timeout: float = 10.0, group: bool = False) -> None:

@@ -136,9 +136,12 @@ def test_a_managed_binary_starts_restarts_takes_a_key_and_stops_without_leftover
         assert _gone(old_tree)
 
         # a second instance with an API key: protected routes need it, health does not
-        keyed = fresh.start_another(root=tmp_path / "auth" / "root", log_dir=tmp_path / "auth", api_key="k3y-perf")
+        keyed = fresh.start_another(root=tmp_path / "auth" / "root", log_dir=tmp_path / "auth", api_key="k3y-perf",
+                                    extra_args=["--disable-task-start"])  # fmt: skip
         started.append(keyed)
         assert keyed.port != fresh.port and keyed.root == (tmp_path / "auth" / "root").resolve()
+        assert psutil.Process(keyed.pid).cmdline()[-3:] == ["--api-key", "k3y-perf", "--disable-task-start"]
+        assert "--disable-task-start" not in psutil.Process(fresh.pid).cmdline()  # for that instance only
         assert http_json(keyed.endpoint("/api/v1/tasks"))[0] == 401
         assert http_json(keyed.endpoint("/api/v1/tasks"), headers=keyed.auth_headers())[0] == 200
         assert http_json(keyed.endpoint("/api/v1/health"))[0] == 200

@@ -107,7 +107,7 @@ def resolve_binary(path: str | os.PathLike[str]) -> Path:
         if found is None:
             raise TargetError(f"conductor binary {text!r} is not a file and not found on PATH")
         text = found
-    candidate = Path(text).expanduser().absolute()
+    candidate = Path(os.path.normpath(Path(text).expanduser().absolute()))
     if not candidate.exists():
         raise TargetError(f"conductor binary {candidate} does not exist")
     if not candidate.is_file() or not os.access(candidate, os.X_OK):

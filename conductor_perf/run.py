@@ -102,7 +102,7 @@ def binary_variables(args: argparse.Namespace, environ: dict[str, str] | None = 
     if not binary:
         return []
     if os.sep in binary or Path(binary).exists():
-        binary = str(Path(binary).expanduser().absolute())  # robot runs in the repository, not here
+        binary = os.path.normpath(Path(binary).expanduser().absolute())  # robot runs in the repository, not here
     extra = shlex.split(env.get("CONDUCTOR_BINARY_ARGS", "")) + list(args.binary_arg)
     config = shlex.split(env.get("CONDUCTOR_BINARY_CONFIG", "")) + list(args.binary_config)
     return [("CONDUCTOR_BINARY", binary), ("CONDUCTOR_BINARY_ARGS", shlex.join(extra)),

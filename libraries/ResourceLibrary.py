@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import html
 from datetime import timedelta
 from pathlib import Path
@@ -17,32 +16,18 @@ from conductor_perf.charts import line_chart
 from conductor_perf.measure import linuxperf
 from conductor_perf.measure.goroutines import GoroutineDumpError
 from conductor_perf.measure.monitor import MIB, ProcessTreeSampler, ResourceSeries
-from conductor_perf.measure.profile import pprof_unavailable_reason, scalene_unavailable_reason
-from conductor_perf.target import EMBEDDED, Target, http_json
+from conductor_perf.measure.profile import scalene_unavailable_reason
+from conductor_perf.target import Target, http_json
 from conductor_perf.verdict import fmt
 
 
-def capability(target: Target, name: str) -> object:
-    """A capability of the SUT (``profiler``, ``goroutines``), from the target when it declares it.
-
-    Without a declaration: the embedded conductor is profiled by scalene and reports asyncio tasks
-    (not goroutines); other SUTs offer neither.
-    """
-    if hasattr(target, name):
-        return getattr(target, name)
-    return {"profiler": "scalene" if target.kind == EMBEDDED else None,
-            "goroutines": "tasks" if target.kind == EMBEDDED else None}.get(name)  # fmt: skip
-
-
-def capability_gap(target: Target, name: str, fallback: str) -> str:
-    """The SUT's own words for a missing capability when it has them, else ``fallback``."""
-    gap = getattr(target, "capability_gap", None)
-    if callable(gap):
-        with contextlib.suppress(ValueError):
-            said = gap(name)
-            if said:
-                return str(said)
-    return fallback
+def _require_pid() -> Target:
+    """The SUT; skips the test naming the capability ``pid`` when its process is not visible here."""
+    target = require_target()
+    gap = target.capability_gap("pid")
+    if gap is not None:
+        skip(f"{gap}: cannot sample it")
+    return target
 
 
 def total_memory_mb(series: ResourceSeries) -> list[list[float]]:
@@ -60,8 +45,9 @@ def total_memory_mb(series: ResourceSeries) -> list[list[float]]:
 class ResourceLibrary:
     """Samples the SUT's process tree (server and its agents) with psutil while a test's workload runs.
 
-    The server is found by its pid (the embedded conductor) or by the process listening on the
-    SUT's port (a real conductor-loop on this machine). Each sample holds memory (PSS/USS/RSS),
+    The server is found by its pid (an SUT the suite started) or by the process listening on the
+    SUT's port (a server attached by URL on this machine); without it (capability ``pid``) the
+    sampling tests are skipped with that reason. Each sample holds memory (PSS/USS/RSS),
     CPU of the server and of its children, OS threads, open files and TCP connections.
 
     = CPU figures =
@@ -71,9 +57,11 @@ class ResourceLibrary:
 
     = Goroutines =
 
-    conductor-loop exposes no goroutine count (no pprof, no expvar), so the goroutine target is
-    skipped on a real server with that reason; the embedded conductor reports its asyncio tasks
-    through its debug endpoint, which is the equivalent figure.
+    The SUT's ``goroutines`` capability says where the count comes from: an owned Go binary prints
+    every goroutine on SIGQUIT (``sigquit``; `Count Goroutines At The Peak Of A Load` then restarts
+    nothing itself: the test's teardown does); the embedded conductor reports its asyncio tasks
+    through its debug endpoint (``tasks``, the equivalent figure); anything else is skipped naming
+    the capability (conductor-loop exposes no pprof endpoint or goroutine metric).
 
     = Leak verdicts =
 
@@ -94,8 +82,9 @@ class ResourceLibrary:
 
     `Profile Embedded Conductor` starts a separate embedded conductor under scalene (never the SUT
     of the other tests: the profiler's overhead would distort their figures), drives a short load,
-    and writes ``hotspots.md`` and the full scalene JSON into the run's results folder. A real
-    conductor-loop exposes no pprof, so the keyword skips with that reason for an external SUT.
+    and writes ``hotspots.md`` and the full scalene JSON into the run's results folder.
+    `Profile Cpu Hot Spots` chooses by the SUT's ``profiler`` capability: that, or Linux perf on a
+    native binary's own process; an SUT without one is skipped naming the capability.
 
     Example:
     | `Start Resource Sampling`
@@ -122,9 +111,7 @@ class ResourceLibrary:
         Example:
         | `Start Resource Sampling`    50 agents    interval=0.5 s
         """
-        target = require_target()
-        if target.pid is None:
-            skip(f"the SUT's process is not on this machine or not visible ({target.url}): cannot sample it")
+        target = _require_pid()
         self._label = label
         self._sampler = ProcessTreeSampler(target.pid, interval=seconds(interval))
         self._sampler.start()
@@ -238,8 +225,8 @@ class ResourceLibrary:
         target = require_target()
         load = {"agents": agents, "sse_clients": sse_clients, "connections": connections,
                 "dump_after_s": seconds(dump_after), "timeout": seconds(timeout)}  # fmt: skip
-        goroutines = capability(target, "goroutines")
-        if target.kind == EMBEDDED or goroutines == "tasks":
+        goroutines = target.goroutines
+        if goroutines == "tasks":
             status, body = http_json(target.endpoint("/api/v1/debug/runtime"), headers=target.auth_headers())
             if status != 200 or not isinstance(body, dict) or "asyncio_tasks" not in body:
                 skip(f"the SUT exposes no task count (GET /api/v1/debug/runtime answered {status})")
@@ -255,7 +242,7 @@ class ResourceLibrary:
                 raise AssertionError(f"the debug endpoint gave no task count at the peak: {peak.reading}")
             self._goroutines = ("asyncio tasks", int(peak.reading["asyncio_tasks"]), peak.to_dict())
         elif goroutines == "sigquit":
-            log_path = getattr(target, "stderr_path", None) or target.log_path
+            log_path = target.log_path  # a managed binary's stdout and stderr both go there
             if target.pid is None or log_path is None:
                 skip(f"a goroutine dump needs the SUT's process and its stderr log: pid {target.pid}, log {log_path}")
             logger.console(f"\n    goroutines at the peak of {agents} agents, {sse_clients} SSE clients, "
@@ -268,10 +255,8 @@ class ResourceLibrary:
                         f"goroutines by state {peak.reading.states}; by entry function {peak.reading.entry_functions}")  # fmt: skip
             self._goroutines = ("goroutines", peak.reading.count, peak.to_dict())
         else:
-            skip("goroutine count not available: " + capability_gap(target, "goroutines", (
-                f"the {target.kind} SUT at {target.url} offers none (capability goroutines: {goroutines}): "
-                "conductor-loop exposes no pprof endpoint or goroutine metric, and a SIGQUIT stack dump stops "
-                "the server, so only one this suite starts is dumped")))  # fmt: skip
+            skip("goroutine count not available: " + (target.capability_gap("goroutines") or (
+                f"capability goroutines={goroutines} is not read by this library")))  # fmt: skip
             raise AssertionError("unreachable")  # skip raises
         for err in peak.errors:
             logger.warn(f"goroutine load: {err}")
@@ -328,9 +313,7 @@ class ResourceLibrary:
         | `Run Leak Cycles`    6    agents=3    messages=200    sse_clients=5    idle=2 s
         | `Run Leak Cycles`    6    duration=30 min    # soak
         """
-        target = require_target()
-        if target.pid is None:
-            skip(f"the SUT's process is not on this machine or not visible ({target.url}): cannot sample it")
+        target = _require_pid()
         workload = leak_bench.Workload(agents=agents, agent_work_ms=agent_work_ms, messages=messages,
                                        sse_clients=sse_clients, timeout_s=seconds(timeout))  # fmt: skip
         tolerances = leak_bench.LeakTolerances(memory_mb=memory_tolerance_mb, memory_per_run_kb=memory_per_run_kb,
@@ -408,9 +391,7 @@ class ResourceLibrary:
         | `Measure Idle Stream Cpu`    5 s
         | `Get Idle Server Cpu`    <    5
         """
-        target = require_target()
-        if target.pid is None:
-            skip(f"the SUT's process is not on this machine or not visible ({target.url}): cannot sample it")
+        target = _require_pid()
         window_s = seconds(window)
         logger.console(f"\n    idle CPU: one SSE client on a quiet run for {window_s:g} s")
         r = idle_bench.measure_idle_stream_cpu(target, window_s=window_s, interval_s=seconds(interval),
@@ -467,18 +448,17 @@ class ResourceLibrary:
         | `Profile Cpu Hot Spots`    10 s    agents=3
         """
         target = require_target()
-        profiler = capability(target, "profiler")
+        profiler = target.profiler
         if profiler == "scalene":
             return self.profile_embedded_conductor(duration, agents=agents, workers=workers, top=top)
         if profiler != "perf":
-            skip("CPU profile not available: " + capability_gap(target, "profiler", (
-                f"the {target.kind} SUT at {target.url} offers no profiler (capability profiler: {profiler}): "
-                "conductor-loop exposes no pprof endpoint, and perf samples only a server this suite starts")))  # fmt: skip
+            skip("CPU profile not available: " + (target.capability_gap("profiler") or (
+                f"capability profiler={profiler} is not used by this library")))  # fmt: skip
         reason = linuxperf.perf_unavailable_reason()
         if reason:
             skip(f"CPU profile of the native SUT not available: {reason}")
-        if target.pid is None:
-            skip(f"the SUT's process is not on this machine or not visible ({target.url}): cannot sample it")
+        if target.capability_gap("pid") is not None:
+            skip(f"{target.capability_gap('pid')}: cannot sample it")
         logger.console(f"\n    profile: perf on the SUT (pid {target.pid}) at {hz} Hz, {seconds(duration):g} s of load")
         try:
             report = native_hotspots.profile_native(target, run_context().results_dir, duration_s=seconds(duration),
@@ -513,15 +493,16 @@ class ResourceLibrary:
 
         The load: API reads and message posts over ``workers`` connections, ``agents`` stub agents
         and one SSE client. Writes ``hotspots.md`` and ``hotspots.scalene.json`` into the run's
-        results folder and logs the top ``top`` lines. Skips for an external SUT (no pprof) and
-        when scalene is not installed.
+        results folder and logs the top ``top`` lines. Skips unless the SUT's ``profiler`` capability is
+        ``scalene`` (the embedded conductor), and when scalene is not installed.
 
         Example:
         | `Profile Embedded Conductor`    10 s    agents=3
         """
         target = require_target()
-        if target.kind != EMBEDDED:
-            skip(f"CPU profile not available: {pprof_unavailable_reason()}")
+        if target.profiler != "scalene":
+            skip("CPU profile with scalene not available: " + (target.capability_gap("profiler") or (
+                f"the SUT's profiler is {target.profiler}, not scalene (use 'Profile Cpu Hot Spots')")))  # fmt: skip
         reason = scalene_unavailable_reason()
         if reason:
             skip(reason)

@@ -35,28 +35,16 @@ def _truthy(value: object) -> bool:
 
 
 def cannot_start_instance(target: sut.Target) -> str | None:
-    """Why no second instance of the SUT can be started here (``None`` when one can)."""
-    if callable(getattr(target, "start_another", None)):
-        # a SUT that declares capabilities: a second instance needs the one that starts a keyed instance
-        if getattr(target, "auth", False):
-            return None
-    elif target.kind == sut.EMBEDDED:
+    """Why no second instance of the SUT can be started here (``None`` when one can: capability ``auth``)."""
+    gap = target.capability_gap("auth")
+    if gap is None:
         return None
-    return (f"run creation through the server needs an instance started with {server_creation.DISABLE_FLAG}: "
-            f"the {target.kind} SUT at {target.url} is not started by this suite")  # fmt: skip
+    return f"run creation through the server needs an instance started with {server_creation.DISABLE_FLAG}: {gap}"
 
 
 def start_launch_disabled(target: sut.Target, root: Path, log_dir: Path) -> sut.Target:
-    """A second instance of the SUT (same program and config) on ``root`` with task launch disabled.
-
-    A SUT that can start another instance of itself offers ``start_another(root=, log_dir=,
-    extra_args=)``; otherwise the embedded conductor is started directly (see
-    :func:`cannot_start_instance`).
-    """
-    start = getattr(target, "start_another", None)
-    if callable(start):
-        return start(root=root, log_dir=log_dir, extra_args=[server_creation.DISABLE_FLAG])
-    return sut.start_embedded(root=root, log_dir=log_dir, extra_args=[server_creation.DISABLE_FLAG])
+    """A second instance of the SUT (same program, arguments and config) on ``root`` with task launch disabled."""
+    return target.start_another(root=root, log_dir=log_dir, extra_args=[server_creation.DISABLE_FLAG])
 
 
 @library(scope="SUITE", auto_keywords=False)

@@ -382,6 +382,10 @@ class ConductorServer:
             return await self.h_task_by_id(request, method, path, rid)
         if path.startswith("/api/v1/runs/"):
             return await self.h_run_by_id(request, method, path, rid)
+        if path.startswith("/api/projects/"):
+            segments = [s for s in path[len("/api/projects/"):].split("/") if s]
+            if len(segments) == 6 and segments[1] == "tasks" and segments[3] == "runs" and segments[5] == "file":
+                return self.h_run_file(request, method, segments[0], segments[2], segments[4], rid)
         if path == "/" or path == "/ui/":
             return web.Response(status=200, body=INDEX_HTML, headers={
                 "Content-Type": "text/html; charset=utf-8", REQUEST_ID: rid})
@@ -752,6 +756,49 @@ class ConductorServer:
         self.audit_record(request, rid, "POST /api/v1/runs/{run_id}/stop", {"pgid": pgid},
                           project_id=info.project_id, task_id=info.task_id, run_id=info.run_id)  # fmt: skip
         return _json(202, gojson.encode({"status": "stopping"}), rid)
+
+    def h_run_file(self, request: web.Request, method: str, project_id: str, task_id: str, run_id: str,
+                   rid: str) -> web.Response:  # fmt: skip
+        """``GET /api/projects/{p}/tasks/{t}/runs/{r}/file?name=stdout|stderr|prompt|output.md``.
+
+        The one route of the project-centric API the reference serves (the rest answers
+        ``404 page not found``): ``{"content","modified","name","size_bytes"}`` of one run file,
+        ``name`` defaulting to ``stdout``; 404 ``run not found`` unless the run (with its run-info)
+        belongs to that project and task, 404 ``unknown file: X`` / ``file not found: X``.
+        """
+        validate_identifier(project_id, "project_id")
+        validate_identifier(task_id, "task_id")
+        entries = [e for e in self.index.get_runs(run_id.strip())
+                   if e.project_id == project_id and e.task_id == task_id and e.info is not None]  # fmt: skip
+        if not entries:
+            raise not_found("run not found")
+        if method != "GET":
+            raise METHOD_NOT_ALLOWED
+        info = entries[0].info
+        assert info is not None
+        name = request.rel_url.query.get("name", "") or "stdout"
+        paths = {"stdout": info.stdout_path, "stderr": info.stderr_path, "prompt": info.prompt_path,
+                 "output.md": info.output_path or (os.path.join(os.path.dirname(info.stdout_path), "output.md")
+                                                   if info.stdout_path else "")}  # fmt: skip
+        if name not in paths:
+            raise not_found(f"unknown file: {name}")
+        file_path = paths[name]
+        if not file_path:
+            raise not_found(f"file path not set for {name}")
+        real = os.path.realpath(file_path)
+        if real != self.real_root and not real.startswith(self.real_root + os.sep):
+            raise ApiError(403, "FORBIDDEN", "run file path is outside the root directory")
+        try:
+            with open(file_path, "rb") as fh:
+                data = fh.read()
+                mtime_ns = os.fstat(fh.fileno()).st_mtime_ns
+        except FileNotFoundError:
+            raise not_found(f"file not found: {name}") from None
+        except OSError:
+            raise internal("read file") from None
+        body = {"content": data.decode("utf-8", "replace"), "modified": format_rfc3339nano(mtime_ns),
+                "name": name, "size_bytes": len(data)}  # fmt: skip
+        return _json(200, gojson.encode(body), rid)
 
     # ------------------------------------------------------------------ messages
 

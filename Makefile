@@ -4,6 +4,7 @@
 #                               the same against that conductor-loop build (the suite starts and owns it)
 #   make perf PROFILE=quick     the short profile (CI)
 #   make perf-pabot             the same under pabot (PROCESSES=2)
+#   make acceptance             only the acceptance suites (tag acceptance) against the embedded conductor
 #   make test                   the project's unit tests (pytest)
 #   make perf-tools             Linux perf, for the CPU hot spots of a conductor-loop build (apt)
 PYTHON    ?= python3
@@ -14,7 +15,7 @@ PROFILE   ?= default
 PROCESSES ?= 2
 ARGS      ?=
 
-.PHONY: venv test perf perf-pabot lint libdoc wrk perf-tools calibrate clean
+.PHONY: venv test perf perf-pabot acceptance lint libdoc wrk perf-tools calibrate clean
 
 venv: $(STAMP)
 
@@ -30,6 +31,9 @@ test: $(STAMP)
 
 perf: $(STAMP)
 	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) $(ARGS)
+
+acceptance: $(STAMP)
+	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) --include acceptance $(ARGS)
 
 perf-pabot: $(STAMP)
 	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) --processes $(PROCESSES) $(ARGS)

@@ -66,11 +66,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+ACCEPTANCE_SUITE = "Suites.Acceptance"
+"""The acceptance suites (``suites/00__acceptance``) as pabot names them when it runs ``suites/``."""
+
+
+def pabot_ordering(out: Path) -> Path:
+    """A pabot ordering file that runs the acceptance suites first, alone (``#WAIT``), then the rest.
+
+    The acceptance tests take no measurement lock: under plain robot they run first by their ``00__``
+    prefix; under pabot this keeps them from sharing the CPU with a measurement.
+    """
+    path = out / "pabot-ordering.txt"
+    path.write_text(f"--suite {ACCEPTANCE_SUITE}\n#WAIT\n", encoding="utf-8")
+    return path
+
+
 def robot_command(args: argparse.Namespace, out: Path, extra: list[str]) -> list[str]:
     """The robot/pabot command line for these options."""
     if args.processes > 1:
         cmd = [sys.executable, "-m", "pabot.pabot", "--processes", str(args.processes), "--pabotlib",
                "--pabotlibport", "0"]  # fmt: skip
+        if not args.suites:
+            cmd += ["--ordering", str(pabot_ordering(out))]
     else:
         cmd = [sys.executable, "-m", "robot"]
     cmd += ["--outputdir", str(out), "--xunit", "xunit.xml", "--pythonpath", str(REPO / "libraries"),

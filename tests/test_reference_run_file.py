@@ -20,9 +20,20 @@ def done_run(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("run-file") / "root"
     cfg = ReferenceConfig(root=root, restart_delay_s=0.05, log_file=root.parent / "server.log")
     with ServerThread(cfg) as srv, httpx.Client(base_url=srv.url, timeout=20) as client:
-        created = client.post("/api/v1/tasks", json={
-            "project_id": PROJECT, "task_id": TASK, "agent_type": "codex", "prompt": "write the files",
-            "config": {"STUB_STDOUT_TEXT": "one|two", "STUB_STDERR_TEXT": "warn", "STUB_OUTPUT": "# result\n"}})
+        created = client.post(
+            "/api/v1/tasks",
+            json={
+                "project_id": PROJECT,
+                "task_id": TASK,
+                "agent_type": "codex",
+                "prompt": "write the files",
+                "config": {
+                    "STUB_STDOUT_TEXT": "one|two",
+                    "STUB_STDERR_TEXT": "warn",
+                    "STUB_OUTPUT": "# result\n",
+                },
+            },
+        )
         assert created.status_code == 201, created.text
         run_id = created.json()["run_id"]
         deadline = time.monotonic() + 20
@@ -55,7 +66,9 @@ def test_output_md_is_served_with_its_metadata(done_run) -> None:
     assert body["modified"].endswith("Z") and body["modified"].startswith(time.strftime("%Y-", time.gmtime()))
 
 
-@pytest.mark.parametrize(("name", "content"), [("stdout", "one\ntwo\n"), ("stderr", "warn\n"), ("", "one\ntwo\n")])
+@pytest.mark.parametrize(
+    ("name", "content"), [("stdout", "one\ntwo\n"), ("stderr", "warn\n"), ("", "one\ntwo\n")]
+)
 def test_logs_are_served_and_stdout_is_the_default(done_run, name: str, content: str) -> None:
     client, _, run_id = done_run
     params = {"name": name} if name else {}
@@ -100,6 +113,10 @@ def test_other_methods_are_405_and_other_project_routes_stay_unknown(done_run) -
     answer = client.post(file_url(run_id), params={"name": "output.md"})
     assert answer.status_code == 405
     assert answer.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
-    for path in (f"/api/projects/{PROJECT}", f"/api/projects/{PROJECT}/tasks", f"/api/projects/{PROJECT}/stats"):
+    for path in (
+        f"/api/projects/{PROJECT}",
+        f"/api/projects/{PROJECT}/tasks",
+        f"/api/projects/{PROJECT}/stats",
+    ):
         other = client.get(path)
         assert (other.status_code, other.text) == (404, "404 page not found\n")

@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -84,7 +85,7 @@ def describe_answer(status: int, reason: str, headers: Mapping[str, str], body: 
     """``answer: STATUS REASON (content type, size)`` plus the body."""
     size = len(body.encode() if isinstance(body, str) else body)
     ctype = headers.get("Content-Type", "no Content-Type")
-    lines = [f"answer:  {status} {reason} ({ctype}, {size} bytes)".rstrip()]
+    lines = [f"answer:  {' '.join(str(x) for x in (status, reason) if x)} ({ctype}, {size} bytes)"]
     if size:
         lines.append(f"  body: {excerpt(body)}")
     return "\n".join(lines)
@@ -143,7 +144,10 @@ class EvidenceAdapter(HTTPAdapter):
         chunks: list[bytes] = []
         received = 0
         try:
-            for chunk in response.raw.stream(65536, decode_content=True):
+            while True:
+                chunk = response.raw.read1(65536, decode_content=True)  # what has arrived, so a cut keeps it
+                if not chunk:
+                    break
                 chunks.append(chunk)
                 received += len(chunk)
                 if time.monotonic() - start > self.deadline_s:
@@ -169,6 +173,11 @@ class EvidenceAdapter(HTTPAdapter):
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
+    incomplete = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
+    if incomplete:
+        return f"{incomplete.group(1)} bytes read, {incomplete.group(2)} more announced"
+    if "ended prematurely" in text or "InvalidChunkLength" in text:
+        return "the chunked body ended prematurely"
     return text if len(text) <= 200 else text[:200] + "..."
 
 

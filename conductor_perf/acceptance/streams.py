@@ -150,7 +150,7 @@ class EventRecorder:
             raise StreamProblem(f"stream already opened\n{self.request()}")
         self._thread = threading.Thread(target=self._run, args=(timeout,), name="acceptance-sse", daemon=True)
         self._thread.start()
-        if not self._opened.wait(timeout + self.connect_timeout + 1.0):
+        if not self._opened.wait(timeout + 1.0):
             self.close()
             raise StreamProblem(f"no answer head within {timeout:g} s\n{self.request()}")
         err = self._open_error
@@ -182,8 +182,10 @@ class EventRecorder:
                 self._cond.notify_all()
 
     async def _main(self, timeout: float) -> None:
+        # connect and answer head together within ``timeout`` (the client bounds their sum)
+        connect = min(self.connect_timeout, timeout / 2)
         client = SSEClient(self.url, api_key=self.api_key, last_event_id=self.last_event_id or None,
-                           connect_timeout=self.connect_timeout, headers_timeout=timeout)  # fmt: skip
+                           connect_timeout=connect, headers_timeout=timeout - connect)  # fmt: skip
         try:
             try:
                 await client.connect()

@@ -234,12 +234,7 @@ class AcceptanceLibrary:
         Example:
         | ${tasks} =    `Answer Items Should Have Shape`    ${resp}    tasks    task summary
         """
-        body = self.get_json_of_answer(response)
-        items = body.get(key) if isinstance(body, dict) else None
-        rule_id = behaviour.shape(shape).rule
-        if not isinstance(items, list):
-            raise behaviour.departure(f'"{key}" is {items!r}, not a list', rule_id,
-                                      evidence.describe_exchange(response))  # fmt: skip
+        items = self._items(response, key, behaviour.shape(shape).rule)
         behaviour.check_shapes(items, shape, evidence=evidence.describe_exchange(response))
         return items
 
@@ -253,12 +248,9 @@ class AcceptanceLibrary:
         Example:
         | `Answer Field Should Be`    ${resp}    status    completed    rule=run-lifecycle
         """
-        value, present = self._field(response, field, rule)
-        if not present or not _equal(value, expected):
-            what = f'"{field}" is missing' if not present else f'"{field}" is {behaviour._brief(value)}'
-            raise behaviour.departure(f"{what}, expected {behaviour._brief(expected)}", rule,
-                                      evidence.describe_exchange(response))  # fmt: skip
-        return value
+        body = self.get_json_of_answer(response, rule=rule)
+        self._fail_with(behaviour.field_problem(body, field, expected), rule, response)
+        return behaviour.field_value(body, field)[0]
 
     @keyword
     def answer_field_should_not_be(self, response: requests.Response, field: str, unexpected: Any, *,
@@ -268,20 +260,9 @@ class AcceptanceLibrary:
         Example:
         | `Answer Field Should Not Be`    ${resp}    exit_code    0    rule=run-failed
         """
-        value, present = self._field(response, field, rule)
-        if not present or _equal(value, unexpected):
-            what = f'"{field}" is missing' if not present else f'"{field}" is {behaviour._brief(value)}'
-            raise behaviour.departure(f"{what}, expected anything but {behaviour._brief(unexpected)}", rule,
-                                      evidence.describe_exchange(response))  # fmt: skip
-        return value
-
-    def _field(self, response: requests.Response, field: str, rule: str) -> tuple[Any, bool]:
-        value: Any = self.get_json_of_answer(response, rule=rule)
-        for part in field.split("."):
-            if not isinstance(value, dict) or part not in value:
-                return None, False
-            value = value[part]
-        return value, True
+        body = self.get_json_of_answer(response, rule=rule)
+        self._fail_with(behaviour.field_problem(body, field, unexpected, differ=True), rule, response)
+        return behaviour.field_value(body, field)[0]
 
     @keyword
     def answer_items_should_include_each_once(self, response: requests.Response, key: str, field: str,
@@ -291,17 +272,12 @@ class AcceptanceLibrary:
         Example:
         | `Answer Items Should Include Each Once`    ${resp}    runs    run_id    @{run_ids}    rule=run-list
         """
-        body = self.get_json_of_answer(response, rule=rule)
-        items = body.get(key) if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            raise behaviour.departure(
-                f'"{key}" is {items!r}, not a list', rule, evidence.describe_exchange(response)
-            )
-        seen = [item.get(field) for item in items if isinstance(item, dict)]
-        problems = [f"{v} is listed {seen.count(v)} times" for v in values if seen.count(v) != 1]
-        if problems:
-            raise behaviour.departure(f"of {len(items)} items under \"{key}\": " + "; ".join(problems), rule,
-                                      evidence.describe_exchange(response))  # fmt: skip
+        if not values:
+            raise AssertionError("no values given: name the items that must be listed")
+        items = self._items(response, key, rule)
+        problems = behaviour.each_once_problems(items, field, values)
+        self._fail_with(f'of {len(items)} items under "{key}": ' + "; ".join(problems) if problems else "", rule,
+                        response)  # fmt: skip
 
     @keyword
     def answer_items_should_not_include(self, response: requests.Response, key: str, field: str, *values: str,
@@ -311,12 +287,10 @@ class AcceptanceLibrary:
         Example:
         | `Answer Items Should Not Include`    ${resp}    running_tasks    run_id    ${run}    rule=status
         """
-        items = self._items(response, key, rule)
-        seen = [item.get(field) for item in items if isinstance(item, dict)]
-        listed = [v for v in values if v in seen]
-        if listed:
-            raise behaviour.departure(f"still listed under \"{key}\": {listed}", rule,
-                                      evidence.describe_exchange(response))  # fmt: skip
+        if not values:
+            raise AssertionError("no values given: name the items that must not be listed")
+        problems = behaviour.absent_problems(self._items(response, key, rule), field, values)
+        self._fail_with(f'under "{key}": ' + "; ".join(problems) if problems else "", rule, response)
 
     @keyword
     def answer_count_should_match_items(self, response: requests.Response, count_field: str, key: str, *,
@@ -327,20 +301,11 @@ class AcceptanceLibrary:
         | `Answer Count Should Match Items`    ${resp}    active_runs_count    running_tasks    rule=status
         """
         items = self._items(response, key, rule)
-        value, present = self._field(response, count_field, rule)
-        if not present or not _equal(value, len(items)):
-            raise behaviour.departure(f'"{count_field}" is {value!r} while "{key}" holds {len(items)} items', rule,
-                                      evidence.describe_exchange(response))  # fmt: skip
+        problem = behaviour.field_problem(
+            self.get_json_of_answer(response, rule=rule), count_field, len(items)
+        )
+        self._fail_with(f'{problem} ("{key}" holds {len(items)} items)' if problem else "", rule, response)
         return len(items)
-
-    def _items(self, response: requests.Response, key: str, rule: str) -> list[Any]:
-        body = self.get_json_of_answer(response, rule=rule)
-        items = body.get(key) if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            raise behaviour.departure(
-                f'"{key}" is {items!r}, not a list', rule, evidence.describe_exchange(response)
-            )
-        return items
 
     @keyword
     def answer_items_should_all_have(self, response: requests.Response, key: str, field: str, expected: str, *,
@@ -350,19 +315,18 @@ class AcceptanceLibrary:
         Example:
         | `Answer Items Should All Have`    ${resp}    tasks    project_id    ${PROJECT}    rule=task-list-filter
         """
+        problems = behaviour.all_have_problems(self._items(response, key, rule), field, expected)
+        self._fail_with(f'under "{key}": ' + "; ".join(problems) if problems else "", rule, response)
+
+    def _items(self, response: requests.Response, key: str, rule: str) -> list[Any]:
         body = self.get_json_of_answer(response, rule=rule)
-        items = body.get(key) if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            raise behaviour.departure(
-                f'"{key}" is {items!r}, not a list', rule, evidence.describe_exchange(response)
-            )
-        other = [
-            item.get(field) for item in items if not isinstance(item, dict) or item.get(field) != expected
-        ]
-        if other:
-            raise behaviour.departure(f"{len(other)} of {len(items)} items under \"{key}\" have {field} other than "
-                                      f"{expected!r}: {sorted(set(map(str, other)))[:5]}", rule,
-                                      evidence.describe_exchange(response))  # fmt: skip
+        self._fail_with(behaviour.list_problem(body, key), rule, response)
+        return body[key]
+
+    @staticmethod
+    def _fail_with(problem: str, rule: str, response: requests.Response) -> None:
+        if problem:
+            raise behaviour.departure(problem, rule, evidence.describe_exchange(response))
 
     @keyword
     def answer_header_should_be(self, response: requests.Response, header: str, expected: str, *,
@@ -527,6 +491,20 @@ class AcceptanceLibrary:
                                       + evidence.describe_exchange(run_response))  # fmt: skip
 
     @keyword
+    def run_answers_should_be_the_same(self, first: requests.Response, second: requests.Response) -> None:
+        """Two answers of GET /api/v1/runs/{id} hold the same run (for checks that need a run at rest).
+
+        Example:
+        | `Run Answers Should Be The Same`    ${before}    ${after}
+        """
+        one = self.get_json_of_answer(first, shape="run")
+        two = self.get_json_of_answer(second, shape="run")
+        if one != two:
+            changed = sorted(k for k in set(one) | set(two) if one.get(k) != two.get(k))
+            raise behaviour.departure(f"the run changed between two reads ({', '.join(changed)})", "run-info-agrees",
+                                      evidence.describe_exchange(first) + "\n" + evidence.describe_exchange(second))  # fmt: skip
+
+    @keyword
     def run_file_answer_should_be_the_file_on_disk(self, response: requests.Response, project_id: str,
                                                    task_id: str, run_id: str, name: str = "output.md") -> None:  # fmt: skip
         """The run-file route's ``content`` and ``size_bytes`` are those of the file on disk. Skipped when the
@@ -603,21 +581,8 @@ class AcceptanceLibrary:
         """
         listed = self.answer_items_should_have_shape(response, "messages", "message")
         fields = [f.strip() for f in compare.split(",") if f.strip()]
-        ids = [m.get("msg_id") for m in listed]
-        want = [a["msg_id"] for a in answers]
-        problems = []
-        if ids != want:
-            problems.append(f"listed ids {ids} differ from the posted ids {want}")
-        for a, m in zip(answers, listed, strict=False):
-            for f in fields:
-                expected = a.get(f, "USER" if f == "type" else "")
-                got = m.get(f, "")
-                same = behaviour._same_time(got, expected) if f == "timestamp" else got == expected
-                if not same:
-                    problems.append(f"{a['msg_id']}: {f} is {behaviour._brief(got)}, posted "
-                                    f"{behaviour._brief(expected)}")  # fmt: skip
-        if problems:
-            raise behaviour.departure("; ".join(problems), rule, evidence.describe_exchange(response))
+        problems = behaviour.posted_problems(listed, answers, fields)
+        self._fail_with("; ".join(problems), rule, response)
 
     @keyword
     def messages_after_each_should_be_the_rest(self, *posted: Any, session: str = "conductor") -> None:
@@ -636,8 +601,11 @@ class AcceptanceLibrary:
             params = {"project_id": p["project_id"], "task_id": p.get("task_id", ""), "after": p["msg_id"]}
             response = BuiltIn().run_keyword("RequestsLibrary.GET On Session", session, "/api/v1/messages",
                                              params, "anything")  # fmt: skip
-            listed = self._items(response, "messages", "messages-after")
-            got = [m.get("msg_id") for m in listed if isinstance(m, dict)]
+            got = [
+                m.get("msg_id")
+                for m in self._items(response, "messages", "messages-after")
+                if isinstance(m, dict)
+            ]
             if response.status_code != 200 or got != ids[i + 1 :]:
                 raise behaviour.departure(f"after {p['msg_id']} (message {i + 1} of {len(ids)}) the answer lists "
                                           f"{got}, expected {ids[i + 1:]}", "messages-after",
@@ -691,9 +659,7 @@ class AcceptanceLibrary:
         Example:
         | `Metric Should Have Moved By`    ${before}    ${after}    conductor_api_requests_total{method="POST",status="201"}    3    rule=metrics-requests
         """
-        parts = [p.strip() for p in series.split(" + ") if p.strip()]
-        old = sum(before.value(p) for p in parts)
-        new = sum(after.value(p) for p in parts)
+        old, new = before.value(series), after.value(series)
         change = new - old
         ok = change >= amount if at_least else change == amount
         logger.info(f"{series}: {old:g} -> {new:g} (moved by {change:g})")
@@ -750,11 +716,3 @@ class AcceptanceLibrary:
         """
         self._serial = getattr(self, "_serial", 0) + 1
         return f"{name}-{os.getpid() % 100000}-{self._serial}-{os.urandom(2).hex()}"
-
-
-def _equal(value: Any, expected: Any) -> bool:
-    if value == expected:
-        return True
-    if isinstance(value, bool) or value is None:
-        return str(value).lower() == str(expected).lower()
-    return str(value) == str(expected)

@@ -93,6 +93,21 @@ class EventStreamLibrary:
         return dict(rec.headers)
 
     @keyword
+    def event_stream_header_should_be(self, header: str, expected: str, *, name: str = "default",
+                                      rule: str = "sse-headers") -> str:  # fmt: skip
+        """The stream's answer carries ``header`` equal to ``expected`` (names compared case-insensitively).
+
+        Example:
+        | `Event Stream Header Should Be`    Cache-Control    no-cache    name=run
+        """
+        rec = self._get(name)
+        value = next((v for k, v in rec.headers.items() if k.lower() == header.lower()), None)
+        if value is None or value.strip().lower() != expected.strip().lower():
+            got = "missing" if value is None else repr(value)
+            raise behaviour.departure(f"{header} is {got}, expected {expected!r}", rule, rec.evidence())
+        return value
+
+    @keyword
     def close_event_stream(self, name: str = "default") -> None:
         """Close one stream (logging every event it delivered); nothing happens for an unknown name.
 

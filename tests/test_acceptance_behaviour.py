@@ -16,7 +16,9 @@ from conductor_perf.reference.departures import REPRODUCED
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = (REPO / "docs" / "api-behaviour.md").read_text(encoding="utf-8")
-ROBOT_FILES = sorted((REPO / "suites" / "00__acceptance").glob("*.robot")) + [REPO / "resources" / "acceptance.resource"]
+ROBOT_FILES = sorted((REPO / "suites" / "00__acceptance").glob("*.robot")) + [
+    REPO / "resources" / "acceptance.resource"
+]
 
 
 def test_every_rule_has_its_anchor_in_the_doc_and_every_anchor_is_a_rule() -> None:
@@ -33,7 +35,9 @@ def test_shapes_departures_and_the_suites_name_only_known_rules() -> None:
     text = "\n".join(p.read_text(encoding="utf-8") for p in ROBOT_FILES)
     rules = set(re.findall(r"rule=([a-z0-9-]+)", text))
     shapes = set(re.findall(r"shape=([a-z ]+?)(?:\s{2,}|\n|$)", text))
-    shapes |= set(re.findall(r"Should Have Shape\s{2,}\S+\s{2,}(?:\S+\s{2,})?([a-z][a-z ]*[a-z])\s*(?:\s{2,}|\n)", text))
+    shapes |= set(
+        re.findall(r"Should Have Shape\s{2,}\S+\s{2,}(?:\S+\s{2,})?([a-z][a-z ]*[a-z])\s*(?:\s{2,}|\n)", text)
+    )
     departures = set(re.findall(r"Expect Reproduced Departure\s{2,}([a-z0-9-]+)", text))
     assert rules and shapes and departures
     assert rules - set(behaviour.RULES) == set(), "unknown rules in the suites"
@@ -61,26 +65,43 @@ def test_shape_problems_name_missing_and_mistyped_keys_and_exact_values() -> Non
     assert behaviour.shape_problems(bad, "run") == ['"status" is missing', '"start_time" is 5, not a str',
                                                     '"exit_code" is "0", not a int']  # fmt: skip
     assert behaviour.shape_problems({"exit_code": True, **RUN}, "run") == ['"exit_code" is true, not a int']
-    assert behaviour.shape_problems({"status": "stopped"}, "run stopping") == ['"status" is "stopped", not "stopping"']
-    assert behaviour.shape_problems([RUN], "run") == [f'expected a JSON object (run), got list: {behaviour._brief([RUN])}']
+    assert behaviour.shape_problems({"status": "stopped"}, "run stopping") == [
+        '"status" is "stopped", not "stopping"'
+    ]
+    assert behaviour.shape_problems([RUN], "run") == [
+        f"expected a JSON object (run), got list: {behaviour.brief([RUN])}"
+    ]
     assert behaviour.shape_problems({"uptime_seconds": 4, "active_runs_count": 0, "configured_agents": [],
                                      "version": "v", "running_tasks": []}, "status") == []  # fmt: skip
 
 
 def test_a_departure_message_says_what_then_the_rule_then_the_evidence() -> None:
     with pytest.raises(NotAsDocumented) as err:
-        behaviour.check_shape({"status": "stopped"}, "run stopping", evidence="request: POST /x", subject="stop")
+        behaviour.check_shape(
+            {"status": "stopped"}, "run stopping", evidence="request: POST /x", subject="stop"
+        )
     lines = str(err.value).splitlines()
-    assert lines[0] == 'stop: the run stopping departs from its documented shape: "status" is "stopped", not "stopping"'
-    assert lines[1].startswith("documented (docs/api-behaviour.md#run-stop): POST /api/v1/runs/{id}/stop answers 202")
+    assert (
+        lines[0]
+        == 'stop: the run stopping departs from its documented shape: "status" is "stopped", not "stopping"'
+    )
+    assert lines[1].startswith(
+        "documented (docs/api-behaviour.md#run-stop): POST /api/v1/runs/{id}/stop answers 202"
+    )
     assert lines[2] == "request: POST /x"
-    with pytest.raises(NotAsDocumented, match="2 of 3 items depart from the documented shape of a run; item 1"):
+    with pytest.raises(
+        NotAsDocumented, match="2 of 3 items depart from the documented shape of a run; item 1"
+    ):
         behaviour.check_shapes([RUN, {}, {}], "run")
 
 
 def test_json_answer_refuses_html_text_and_broken_json() -> None:
-    assert behaviour.json_answer(200, "application/json; charset=utf-8", b'{"a":1}\n', rule="health") == {"a": 1}
-    with pytest.raises(NotAsDocumented, match="answered 500 with Content-Type 'text/html' instead of application/json"):
+    assert behaviour.json_answer(200, "application/json; charset=utf-8", b'{"a":1}\n', rule="health") == {
+        "a": 1
+    }
+    with pytest.raises(
+        NotAsDocumented, match="answered 500 with Content-Type 'text/html' instead of application/json"
+    ):
         behaviour.json_answer(500, "text/html", b"<h1>x</h1>", rule="health")
     with pytest.raises(NotAsDocumented, match="answered 200 with Content-Type '\\(none\\)'"):
         behaviour.json_answer(200, "", b"{}", rule="health")
@@ -90,7 +111,9 @@ def test_json_answer_refuses_html_text_and_broken_json() -> None:
 
 def test_ids_have_the_documented_forms() -> None:
     assert behaviour.RUN_ID.match("20261127-1732010000-14239-1")
-    assert behaviour.RUN_ID.match("20261127-1732010000-14239-1-8123")  # the documented fallback for a taken name
+    assert behaviour.RUN_ID.match(
+        "20261127-1732010000-14239-1-8123"
+    )  # the documented fallback for a taken name
     assert not behaviour.RUN_ID.match("run_20260205_100001_abc123")
     assert behaviour.MSG_ID.match("MSG-20261127-173153-970467578-PID14239-0001")
     assert not behaviour.MSG_ID.match("msg_001")
@@ -103,9 +126,14 @@ def test_run_disagreements_compare_every_served_field_with_run_info() -> None:
         "process_ownership: managed\npid: 1\npgid: 1\nstart_time: 2026-01-01T12:00:00.5Z\n"
         "end_time: 2026-01-01T12:00:01Z\nexit_code: 0\nstatus: completed\nagent_version: codex-cli 0.1.0-stub\n")  # fmt: skip
     assert behaviour.run_disagreements(RUN, info) == []  # exit_code left out: a rule of its own
-    assert behaviour.run_disagreements({**RUN, "exit_code": 0, "start_time": "2026-01-01T12:00:00.500Z"}, info) == []
+    assert (
+        behaviour.run_disagreements({**RUN, "exit_code": 0, "start_time": "2026-01-01T12:00:00.500Z"}, info)
+        == []
+    )
     assert behaviour.run_disagreements({**RUN, "status": "failed", "exit_code": 3}, info, where="run r") == [
-        'run r "status" is "failed", run-info.yaml has "completed"', 'run r "exit_code" is 3, run-info.yaml has 0']
+        'run r "status" is "failed", run-info.yaml has "completed"',
+        'run r "exit_code" is 3, run-info.yaml has 0',
+    ]
 
 
 def _posted(*messages: bus.Message) -> tuple[bytes, list[Posted]]:
@@ -123,7 +151,9 @@ def test_bus_file_problems_accept_the_format_and_name_each_departure() -> None:
                            bus.Message(type="PROGRESS", project_id="p", task_id="t", body="two\nlines"),
                            bus.Message(type="USER", project_id="p", task_id="t", body="three\n"))  # fmt: skip
     assert behaviour.bus_file_problems(data, posted) == []
-    assert behaviour.bus_file_problems(data, list(reversed(posted)))[0].startswith("messages are in the file in the order")
+    assert behaviour.bus_file_problems(data, list(reversed(posted)))[0].startswith(
+        "messages are in the file in the order"
+    )
     assert behaviour.bus_file_problems(data.replace(b"type: PROGRESS", b"type: INFO"), posted) == [
         f"{posted[1].msg_id}: type is 'INFO' in the file, posted 'PROGRESS'",
         f"{posted[1].msg_id}: the file does not hold the message in the bus format; expected the bytes "
@@ -144,7 +174,7 @@ def test_prometheus_text_of_the_reference_has_the_documented_families() -> None:
     scrape = behaviour.parse_prometheus(metrics.render())
     assert behaviour.metrics_problems(scrape) == []
     assert scrape.value('conductor_api_requests_total{status="201",method="POST"}') == 1
-    assert scrape.value("conductor_api_requests_total{method=\"DELETE\",status=\"204\"}") == 0
+    assert scrape.value('conductor_api_requests_total{method="DELETE",status="204"}') == 0
     assert scrape.value("conductor_uptime_seconds") >= 0
     broken = behaviour.parse_prometheus(metrics.render().replace("# TYPE conductor_failed_runs_total counter\n", "")
                                         .replace("conductor_messagebus_appends_total 0", "conductor_messagebus_appends_total x"))  # fmt: skip
@@ -160,11 +190,63 @@ def test_cors_problems_for_allowed_and_other_origins() -> None:
     good = {"Access-Control-Allow-Origin": "http://localhost:3000", "Access-Control-Allow-Methods": "GET,POST,DELETE,OPTIONS",
             "Access-Control-Allow-Headers": "Content-Type, Authorization"}  # fmt: skip
     assert behaviour.cors_problems(204, good, "http://localhost:3000", allowed=True) == []
-    assert behaviour.cors_problems(204, {**good, "Access-Control-Allow-Origin": "*"}, "http://x", allowed=True) == []
+    assert (
+        behaviour.cors_problems(204, {**good, "Access-Control-Allow-Origin": "*"}, "http://x", allowed=True)
+        == []
+    )
     assert behaviour.cors_problems(200, {"Access-Control-Allow-Methods": "GET, POST"}, "http://a", allowed=True) == [
         "a preflight is answered 200, documented 204", "Access-Control-Allow-Origin is None, expected 'http://a'",
         "Access-Control-Allow-Methods 'GET, POST' lacks DELETE, OPTIONS",
         "Access-Control-Allow-Headers None lacks content-type"]  # fmt: skip
     assert behaviour.cors_problems(204, {}, "http://other", allowed=False) == []
     assert behaviour.cors_problems(204, good, "http://other", allowed=False) == [
-        "origin http://other is not allowed, yet got Access-Control-Allow-Origin: http://localhost:3000"]
+        "origin http://other is not allowed, yet got Access-Control-Allow-Origin: http://localhost:3000"
+    ]
+
+
+def test_field_and_list_checks_of_answers() -> None:
+    body = {"status": "failed", "exit_code": 3, "error": {"code": "NOT_FOUND"}, "ok": True, "none": None}
+    assert behaviour.field_problem(body, "status", "failed") == ""
+    assert behaviour.field_problem(body, "exit_code", "3") == ""  # Robot passes numbers as text
+    assert behaviour.field_problem(body, "ok", "true") == ""
+    assert behaviour.field_problem(body, "error.code", "NOT_FOUND") == ""
+    assert behaviour.field_problem(body, "exit_code", 0) == '"exit_code" is 3, expected 0'
+    assert behaviour.field_problem(body, "exit_code", "0", differ=True) == ""
+    assert behaviour.field_problem(body, "status", "failed", differ=True) == (
+        '"status" is "failed", expected anything but "failed"'
+    )
+    assert behaviour.field_problem(body, "missing", "x") == '"missing" is missing'
+    assert behaviour.field_problem(body, "none", "None") == '"none" is null, expected "None"'
+    assert behaviour.field_problem(body, "error", "{'code': 'NOT_FOUND'}") != ""
+    assert behaviour.list_problem({"runs": None}, "runs") == '"runs" is null, not a list'
+    assert behaviour.list_problem({"runs": []}, "runs") == ""
+    items = [{"run_id": "a"}, {"run_id": "b"}, {"run_id": "b"}]
+    assert behaviour.each_once_problems(items, "run_id", ["a"]) == []
+    assert behaviour.each_once_problems(items, "run_id", ["b", "c"]) == [
+        "b is listed 2 times",
+        "c is listed 0 times",
+    ]
+    assert behaviour.absent_problems(items, "run_id", ["c"]) == []
+    assert behaviour.absent_problems(items, "run_id", ["a", "c"]) == ["still listed: ['a']"]
+    assert behaviour.all_have_problems([{"p": "x"}, {"p": "y"}, {}], "p", "x") == [
+        "2 of 3 items have p other than 'x': ['None', 'y']"
+    ]
+
+
+def test_posted_problems_compare_ids_order_and_fields() -> None:
+    posted = [{"msg_id": "M1", "timestamp": "2026-01-01T00:00:00.5Z", "body": "one", "project_id": "p"},
+              {"msg_id": "M2", "timestamp": "2026-01-01T00:00:01Z", "body": "two", "type": "FACT", "project_id": "p"}]  # fmt: skip
+    listed = [{"msg_id": "M1", "timestamp": "2026-01-01T00:00:00.500Z", "type": "USER", "project_id": "p",
+               "body": "one\n"},
+              {"msg_id": "M2", "timestamp": "2026-01-01T00:00:01Z", "type": "FACT", "project_id": "p", "body": "two"}]  # fmt: skip
+    assert behaviour.posted_problems(listed, posted, ["msg_id", "type", "project_id", "timestamp"]) == []
+    assert behaviour.posted_problems(listed, posted, ["body"]) == ['M1: body is "one\\n", posted "one"']
+    assert behaviour.posted_problems(list(reversed(listed)), posted, [])[0] == (
+        "listed ids ['M2', 'M1'] differ from the posted ids ['M1', 'M2']"
+    )
+
+
+def test_a_scrape_sums_series_joined_by_plus() -> None:
+    scrape = behaviour.parse_prometheus('a_total 2\nb_total 3\nc_total{x="1"} 4\n')
+    assert scrape.value("a_total + b_total") == 5
+    assert scrape.value('a_total + c_total{x="1"} + missing_total') == 6

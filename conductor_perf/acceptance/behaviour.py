@@ -233,19 +233,19 @@ def shape_problems(value: Any, name: str) -> list[str]:
     """What in ``value`` departs from the shape ``name`` (empty when it matches)."""
     s = shape(name)
     if not isinstance(value, dict):
-        return [f"expected a JSON object ({name}), got {type(value).__name__}: {_brief(value)}"]
+        return [f"expected a JSON object ({name}), got {type(value).__name__}: {brief(value)}"]
     problems = []
     for key, t in s.required.items():
         if key not in value:
             problems.append(f'"{key}" is missing')
         elif not _is(value[key], t):
-            problems.append(f'"{key}" is {_brief(value[key])}, not a {_type_name(t)}')
+            problems.append(f'"{key}" is {brief(value[key])}, not a {_type_name(t)}')
     for key, t in s.optional.items():
         if key in value and value[key] is not None and not _is(value[key], t):
-            problems.append(f'"{key}" is {_brief(value[key])}, not a {_type_name(t)}')
+            problems.append(f'"{key}" is {brief(value[key])}, not a {_type_name(t)}')
     for key, expected in s.exact.items():
         if key in value and value[key] != expected:
-            problems.append(f'"{key}" is {_brief(value[key])}, not {json.dumps(expected)}')
+            problems.append(f'"{key}" is {brief(value[key])}, not {json.dumps(expected)}')
     return problems
 
 
@@ -270,7 +270,8 @@ def check_shapes(values: Sequence[Any], name: str, *, evidence: str = "", subjec
         raise departure(what, shape(name).rule, evidence)
 
 
-def _brief(value: Any, limit: int = 120) -> str:
+def brief(value: Any, limit: int = 120) -> str:
+    """A JSON value on one line, cut to ``limit`` characters (for messages)."""
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else json.dumps(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -287,6 +288,94 @@ def json_answer(status: int, content_type: str, body: bytes, *, rule: str, evide
         raise departure(
             f"answered {status} with a body that is not valid JSON ({exc})", rule, evidence
         ) from None
+
+
+# --------------------------------------------------------------------------- fields and lists of answers
+
+
+def same_value(value: Any, expected: Any) -> bool:
+    """Equal, or equal as text (Robot passes ``0`` and ``true`` as text); ``None`` never equals a value."""
+    if value == expected:
+        return True
+    if value is None or isinstance(value, dict | list):
+        return False
+    if isinstance(value, bool):
+        return str(value).lower() == str(expected).lower()
+    return str(value) == str(expected)
+
+
+def field_value(body: Any, path: str) -> tuple[Any, bool]:
+    """``(value, present)`` of a dotted ``path`` (``error.code``) in a JSON object."""
+    value = body
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None, False
+        value = value[part]
+    return value, True
+
+
+def field_problem(body: Any, path: str, expected: Any, *, differ: bool = False) -> str:
+    """Why ``path`` is not ``expected`` (with ``differ``: why it is missing or equal to it); '' when fine."""
+    value, present = field_value(body, path)
+    if not present:
+        return f'"{path}" is missing'
+    if differ and same_value(value, expected):
+        return f'"{path}" is {brief(value)}, expected anything but {brief(expected)}'
+    if not differ and not same_value(value, expected):
+        return f'"{path}" is {brief(value)}, expected {brief(expected)}'
+    return ""
+
+
+def list_problem(body: Any, key: str) -> str:
+    """Why ``body[key]`` is not a JSON array ('' when it is)."""
+    items = body.get(key) if isinstance(body, dict) else None
+    return "" if isinstance(items, list) else f'"{key}" is {brief(items)}, not a list'
+
+
+def each_once_problems(items: Sequence[Any], field: str, values: Iterable[str]) -> list[str]:
+    """Each of ``values`` must be the ``field`` of exactly one item."""
+    seen = [item.get(field) for item in items if isinstance(item, dict)]
+    return [f"{v} is listed {seen.count(v)} times" for v in values if seen.count(v) != 1]
+
+
+def absent_problems(items: Sequence[Any], field: str, values: Iterable[str]) -> list[str]:
+    """None of ``values`` may be the ``field`` of an item."""
+    seen = {item.get(field) for item in items if isinstance(item, dict)}
+    listed = [v for v in values if v in seen]
+    return [f"still listed: {listed}"] if listed else []
+
+
+def all_have_problems(items: Sequence[Any], field: str, expected: str) -> list[str]:
+    """Every item must have ``field`` equal to ``expected``."""
+    other = [item.get(field) if isinstance(item, dict) else item for item in items
+             if not isinstance(item, dict) or item.get(field) != expected]  # fmt: skip
+    if not other:
+        return []
+    return [f"{len(other)} of {len(items)} items have {field} other than {expected!r}: "
+            f"{sorted({str(o) for o in other})[:5]}"]  # fmt: skip
+
+
+def posted_problems(
+    listed: Sequence[Any], posted: Sequence[Mapping[str, Any]], fields: Sequence[str]
+) -> list[str]:
+    """The listed messages must be the posted ones (by ``msg_id``, in order) with the same ``fields``.
+
+    ``posted`` are dictionaries of what was sent plus ``msg_id`` and ``timestamp`` of the 201; a
+    missing ``type`` is the documented default ``USER``; ``timestamp`` compares instants.
+    """
+    ids = [m.get("msg_id") if isinstance(m, dict) else None for m in listed]
+    want = [p["msg_id"] for p in posted]
+    problems = [] if ids == want else [f"listed ids {ids} differ from the posted ids {want}"]
+    for p, m in zip(posted, listed, strict=False):
+        if not isinstance(m, dict):
+            continue
+        for f in fields:
+            expected = p.get(f, "USER" if f == "type" else "")
+            got = m.get(f, "")
+            same = same_time(str(got), str(expected)) if f == "timestamp" else got == expected
+            if not same:
+                problems.append(f"{p['msg_id']}: {f} is {brief(got)}, posted {brief(expected)}")
+    return problems
 
 
 # --------------------------------------------------------------------------- ids
@@ -312,7 +401,8 @@ def run_info_fields(info: RunInfo) -> dict[str, Any]:
             "error_summary": info.error_summary}  # fmt: skip
 
 
-def _same_time(a: str, b: str) -> bool:
+def same_time(a: str, b: str) -> bool:
+    """Whether two RFC3339 times name the same instant (``.5Z`` and ``.500Z`` do)."""
     if a == b:
         return True
     try:
@@ -330,12 +420,12 @@ def run_disagreements(served: Mapping[str, Any], info: RunInfo, *, where: str = 
         if key not in served:
             continue
         value, want = served[key], expected[key]
-        if key in ("start_time", "end_time") and isinstance(value, str) and _same_time(value, want):
+        if key in ("start_time", "end_time") and isinstance(value, str) and same_time(value, want):
             continue
         if key in ("agent_version", "error_summary") and value in (None, "") and not want:
             continue
         if value != want:
-            out.append(f'{where} "{key}" is {_brief(value)}, run-info.yaml has {_brief(want)}')
+            out.append(f'{where} "{key}" is {brief(value)}, run-info.yaml has {brief(want)}')
     return out
 
 
@@ -384,7 +474,7 @@ def bus_file_problems(data: bytes, posted: Sequence[Posted]) -> list[str]:
                 problems.append(
                     f"{p.msg_id}: {key} is {getattr(m, key)!r} in the file, posted {getattr(p, key)!r}"
                 )
-        if not _same_time(m.timestamp, p.timestamp):
+        if not same_time(m.timestamp, p.timestamp):
             problems.append(f"{p.msg_id}: ts is {m.timestamp} in the file, the 201 said {p.timestamp}")
         layout = bus.serialize(bus.Message(type=p.type, project_id=p.project_id, task_id=p.task_id,
                                            run_id=p.run_id, msg_id=p.msg_id, ts_ns=m.ts_ns, body=p.body))  # fmt: skip
@@ -410,8 +500,9 @@ class Scrape:
     problems: list[str] = field(default_factory=list)
 
     def value(self, series: str) -> float:
-        """The sample of ``series`` (a name, or ``name{label="v",...}`` in any label order); 0 when absent."""
-        return self.samples.get(series_key(series), 0.0)
+        """The sample of ``series`` (a name, or ``name{label="v",...}`` in any label order; several joined by
+        `` + `` are summed); 0 when absent."""
+        return sum(self.samples.get(series_key(part), 0.0) for part in series.split(" + ") if part.strip())
 
 
 def series_key(series: str) -> str:

@@ -38,26 +38,20 @@ A Completed Run Reports Exit Code 0
 
 The Info Route Serves The Run Info Agreeing With The Run
     [Documentation]    GET /api/v1/runs/{id}/info answers run-info.yaml as ``application/x-yaml``, and it
-    ...    agrees with GET /api/v1/runs/{id} (rules run-info-route, run-info-agrees).
+    ...    agrees with GET /api/v1/runs/{id} read just before and after it (rules run-info-route,
+    ...    run-info-agrees).
     ${task} =    New Task Id    info
     ${run} =    Run A Task To Its End    ${task}
-    ${info} =    GET On Session    ${SESSION}    /api/v1/runs/${run}/info    expected_status=anything
-    Answer Should Have Status    ${info}    200    rule=run-info-route
-    Answer Header Should Be    ${info}    Content-Type    application/x-yaml    rule=run-info-route
-    ${resp} =    Get Run    ${run}
-    Info Answer Should Agree With Run    ${info}    ${resp}
+    Wait Until Keyword Succeeds    ${ACCEPT_RUN_TIMEOUT}    ${ACCEPT_POLL_INTERVAL}
+    ...    Info And Run Answers Should Agree    ${run}
 
 Run, Task And Info Answers Agree With The Run Info On Disk
     [Documentation]    What GET /api/v1/runs/{id}, GET /api/v1/tasks/{id} and the info route serve is what
     ...    run-info.yaml under the runs root holds (rule run-info-agrees). Needs ``CONDUCTOR_ROOT``.
     ${task} =    New Task Id    ondisk
-    ${run} =    Run A Task To Its End    ${task}    STUB_EXIT_CODE=0
-    ${resp} =    Get Run    ${run}
-    Run Answer Should Agree With Run Info On Disk    ${resp}
-    ${resp} =    Get Task    ${task}
-    Run Answer Should Agree With Run Info On Disk    ${resp}
-    ${info} =    GET On Session    ${SESSION}    /api/v1/runs/${run}/info    expected_status=anything
-    Info Answer Should Be The File On Disk    ${info}    ${PROJECT}    ${task}    ${run}
+    ${run} =    Run A Task To Its End    ${task}
+    Wait Until Keyword Succeeds    ${ACCEPT_RUN_TIMEOUT}    ${ACCEPT_POLL_INTERVAL}
+    ...    Answers Should Agree With The Run Info On Disk    ${task}    ${run}
 
 The Run Output Is Served
     [Documentation]    The run's output.md is served by the run-file route with its name, content and size
@@ -116,3 +110,31 @@ A Finished Task Reports Status Completed
     Run A Task To Its End    ${task}
     ${resp} =    Get Task    ${task}
     Answer Field Should Be    ${resp}    status    completed    rule=task-status
+
+
+*** Keywords ***
+Info And Run Answers Should Agree
+    [Documentation]    The run, its run-info.yaml from the info route, and the run again: the two run answers
+    ...    are the same (else the run changed meanwhile and this fails, to be tried again) and the info
+    ...    agrees with them.
+    [Arguments]    ${run}
+    ${before} =    Get Run    ${run}
+    ${info} =    GET On Session    ${SESSION}    /api/v1/runs/${run}/info    expected_status=anything
+    ${after} =    Get Run    ${run}
+    Run Answers Should Be The Same    ${before}    ${after}
+    Answer Should Have Status    ${info}    200    rule=run-info-route
+    Answer Header Should Be    ${info}    Content-Type    application/x-yaml    rule=run-info-route
+    Info Answer Should Agree With Run    ${info}    ${after}
+
+Answers Should Agree With The Run Info On Disk
+    [Documentation]    The run, the task's runs and the info route against run-info.yaml on disk, read once
+    ...    more (the run again) to be sure nothing changed meanwhile.
+    [Arguments]    ${task}    ${run}
+    ${resp} =    Get Run    ${run}
+    Run Answer Should Agree With Run Info On Disk    ${resp}
+    ${task_resp} =    Get Task    ${task}
+    Run Answer Should Agree With Run Info On Disk    ${task_resp}
+    ${info} =    GET On Session    ${SESSION}    /api/v1/runs/${run}/info    expected_status=anything
+    Info Answer Should Be The File On Disk    ${info}    ${PROJECT}    ${task}    ${run}
+    ${again} =    Get Run    ${run}
+    Run Answers Should Be The Same    ${resp}    ${again}

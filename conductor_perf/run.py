@@ -67,17 +67,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 ACCEPTANCE_SUITE = "Suites.Acceptance"
-"""The acceptance suites (``suites/00__acceptance``) as pabot names them when it runs ``suites/``."""
+"""The acceptance suites (``suites/98__acceptance``) as pabot names them when it runs ``suites/``."""
 
 
-def pabot_ordering(out: Path) -> Path:
-    """A pabot ordering file that runs the acceptance suites first, alone (``#WAIT``), then the rest.
+def suite_name(path: Path) -> str:
+    """The name Robot gives a suite file or folder: the ``NN__`` prefix dropped, ``_`` as spaces, a
+    lower-case name title-cased (``02__bus_http.robot`` -> ``Bus Http``)."""
+    name = path.stem if path.suffix == ".robot" else path.name
+    if "__" in name:
+        name = name.split("__", 1)[1]
+    name = name.replace("_", " ").strip()
+    return name.title() if name.islower() else name
 
-    The acceptance tests take no measurement lock: under plain robot they run first by their ``00__``
-    prefix; under pabot this keeps them from sharing the CPU with a measurement.
+
+def pabot_ordering(out: Path, suites: Path = REPO / "suites") -> Path:
+    """A pabot ordering file: every other top-level suite, ``#WAIT``, then the acceptance suites alone.
+
+    The acceptance tests take no measurement lock and leave tasks in the SUT: under plain robot they
+    run after the perf suites by their ``98__`` prefix; under pabot this keeps them from sharing the
+    CPU with a measurement (or adding to a history one measures).
     """
+    names = [suite_name(p) for p in sorted(suites.iterdir())
+             if not p.name.startswith(("_", ".")) and (p.is_dir() or p.suffix == ".robot")]  # fmt: skip
+    lines = [f"--suite Suites.{n}" for n in names if f"Suites.{n}" != ACCEPTANCE_SUITE]
     path = out / "pabot-ordering.txt"
-    path.write_text(f"--suite {ACCEPTANCE_SUITE}\n#WAIT\n", encoding="utf-8")
+    path.write_text("\n".join([*lines, "#WAIT", f"--suite {ACCEPTANCE_SUITE}"]) + "\n", encoding="utf-8")
     return path
 
 

@@ -16,7 +16,7 @@ from conductor_perf.reference.departures import REPRODUCED
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = (REPO / "docs" / "api-behaviour.md").read_text(encoding="utf-8")
-ROBOT_FILES = sorted((REPO / "suites" / "00__acceptance").glob("*.robot")) + [
+ROBOT_FILES = sorted((REPO / "suites" / "98__acceptance").glob("*.robot")) + [
     REPO / "resources" / "acceptance.resource"
 ]
 

@@ -2,7 +2,7 @@
 
 The behaviour checked is written down in ``docs/api-behaviour.md`` (our words, citing
 conductor-loop's own pages). This package holds the logic behind the acceptance suites
-(``suites/00__acceptance``), tested by pytest and free of Robot:
+(``suites/98__acceptance``), tested by pytest and free of Robot:
 
 * :mod:`.evidence` -- one readable description of a request and its answer, and a requests
   transport adapter that turns time-outs, refused connections and cut-off answers into one

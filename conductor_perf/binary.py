@@ -63,10 +63,13 @@ from .target import (
 DEFAULT_CONFIG: dict[str, Any] = {
     "agents": {"codex": {"type": "codex"}},
     "defaults": {"timeout": 300},
-    "api": {"sse": {"heartbeat_interval_s": 1, "max_clients_per_run": 200}},
-}
+    "api": {"cors_origins": ["http://localhost:3000"],
+            "sse": {"heartbeat_interval_s": 1, "max_clients_per_run": 200}},
+}  # fmt: skip
 """The config the suites need: the stub ``codex`` agent, a task timeout (conductor-loop refuses to
-launch without one), SSE heartbeats every second and room for the 100-client SSE tests."""
+launch without one), the CORS origin the acceptance suites send, SSE heartbeats every second and
+room for the 100-client SSE tests. ``resources/conductor.yaml`` holds the same settings for a
+server started by hand (a test keeps the two equal)."""
 
 SERVER_ENVIRONMENT = ("CONDUCTOR_CONFIG", "CONDUCTOR_ROOT", "CONDUCTOR_HOST", "CONDUCTOR_PORT",
                       "CONDUCTOR_API_KEY", "CONDUCTOR_DISABLE_TASK_START")  # fmt: skip

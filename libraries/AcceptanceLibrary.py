@@ -18,8 +18,8 @@ from robot.libraries.BuiltIn import BuiltIn
 from conductor_perf.acceptance import behaviour, evidence
 from conductor_perf.formats import bus, runs
 from conductor_perf.formats.runs import RunInfo, StorageError
-from conductor_perf.reference.departures import REPRODUCED
-from conductor_perf.target import EMBEDDED, Target, TargetError, start_embedded
+from conductor_perf.reference.departures import REPRODUCED, is_reference
+from conductor_perf.target import EMBEDDED, Target, TargetError, http_json, start_embedded
 
 REPO = Path(__file__).resolve().parent.parent
 CONDUCTOR_CONFIG = REPO / "resources" / "conductor.yaml"
@@ -57,10 +57,11 @@ class AcceptanceLibrary:
 
     = Departures the embedded conductor reproduces =
 
-    Some documented behaviours conductor-loop 0.76 breaks are reproduced by the embedded conductor
+    Some documented behaviours conductor-loop 0.76 breaks are reproduced by the reference conductor
     on purpose (``conductor_perf/reference/departures.py``). A test of one of them starts with
-    `Expect Reproduced Departure`: against the embedded conductor its failure is reported as
-    skipped, with the evidence; against any other SUT it fails.
+    `Expect Reproduced Departure`: against the reference conductor (embedded, or behind its
+    ``run-agent`` wrapper; it answers its reference-only ``GET /api/v1/debug/runtime``) its failure
+    is reported as skipped, with the evidence; against any other SUT it fails.
 
     Example:
     | ${url} =    `Start Acceptance Conductor`
@@ -73,6 +74,7 @@ class AcceptanceLibrary:
     def __init__(self) -> None:
         self._target: Target | None = None
         self._own: Target | None = None
+        self._reference: bool | None = None
 
     # ------------------------------------------------------------------ the SUT
 
@@ -125,7 +127,7 @@ class AcceptanceLibrary:
         Example:
         | Suite Teardown    `Stop Acceptance Conductor`
         """
-        own, self._own, self._target = self._own, None, None
+        own, self._own, self._target, self._reference = self._own, None, None, None
         if own is not None:
             own.stop()
 
@@ -170,7 +172,7 @@ class AcceptanceLibrary:
     def expect_reproduced_departure(self, rule: str) -> None:
         """Declare that the test checks a rule conductor-loop 0.76 breaks and the embedded conductor reproduces.
 
-        Against the embedded conductor the test's failure is then reported as skipped (with the
+        Against the reference conductor the test's failure is then reported as skipped (with the
         evidence); against any other SUT it fails as usual. The rule must be listed in
         ``conductor_perf/reference/departures.py``.
 
@@ -182,10 +184,17 @@ class AcceptanceLibrary:
             raise AssertionError(f"{rule!r} is not a departure the embedded conductor reproduces: "
                                  f"{', '.join(REPRODUCED)}")  # fmt: skip
         logger.info(f"conductor-loop 0.76 departs from {behaviour.DOC}#{rule}: {REPRODUCED[rule]}")
-        if self._sut().kind == EMBEDDED:
+        if self._is_reference():
             BuiltIn().set_tags("robot:skip-on-failure")
-            logger.info("the SUT is the embedded conductor, which reproduces this departure: a failure is "
+            logger.info("the SUT is the reference conductor, which reproduces this departure: a failure is "
                         "reported as skipped")  # fmt: skip
+
+    def _is_reference(self) -> bool:
+        if self._reference is None:
+            target = self._sut()
+            self._reference = is_reference(lambda path: http_json(target.endpoint(path), timeout=5,
+                                                                  headers=target.auth_headers()))  # fmt: skip
+        return self._reference
 
     # ------------------------------------------------------------------ answers
 

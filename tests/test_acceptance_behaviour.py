@@ -250,3 +250,29 @@ def test_a_scrape_sums_series_joined_by_plus() -> None:
     scrape = behaviour.parse_prometheus('a_total 2\nb_total 3\nc_total{x="1"} 4\n')
     assert scrape.value("a_total + b_total") == 5
     assert scrape.value('a_total + c_total{x="1"} + missing_total') == 6
+
+
+def test_the_reference_is_told_by_its_reference_only_route(tmp_path: Path) -> None:
+    from conductor_perf.reference.config import ReferenceConfig
+    from conductor_perf.reference.departures import REFERENCE_ONLY_ROUTE, is_reference
+    from conductor_perf.reference.testing import ServerThread
+    from conductor_perf.target import http_json
+
+    with ServerThread(ReferenceConfig(root=tmp_path / "root", log_file=tmp_path / "server.log")) as srv:
+        assert is_reference(lambda path: http_json(srv.url.rstrip("/") + path))
+    assert not is_reference(lambda path: (404, "404 page not found\n"))  # conductor-loop's answer
+    assert not is_reference(lambda path: (200, {"status": "ok"}))
+
+    def unreachable(path: str) -> tuple[int, object]:
+        raise OSError("connection refused")
+
+    assert not is_reference(unreachable)
+    assert REFERENCE_ONLY_ROUTE == "/api/v1/debug/runtime"
+
+
+def test_the_managed_binary_runs_with_the_config_a_hand_started_server_gets() -> None:
+    import yaml
+
+    from conductor_perf.binary import DEFAULT_CONFIG
+
+    assert yaml.safe_load((REPO / "resources" / "conductor.yaml").read_text()) == DEFAULT_CONFIG

@@ -14,6 +14,12 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+REFERENCE_ONLY_ROUTE = "/api/v1/debug/runtime"
+"""A route only the reference conductor serves (its README: "Reference-only extension"); conductor-loop
+answers it 404. How a SUT shows it is the reference, whether embedded or behind its ``run-agent`` wrapper."""
+
 REPRODUCED: dict[str, str] = {
     "exit-code-zero": "a completed run's JSON leaves exit_code out when it is 0 (Go's omitempty); the "
     "reference answers the same bytes",
@@ -27,3 +33,18 @@ REPRODUCED: dict[str, str] = {
     "metrics-runs": "the run counters count task loops: a task whose only run failed but which ends with DONE "
     "counts as completed; the reference counts the same way",
 }
+
+
+def is_reference(get_json: Callable[[str], tuple[int, object]]) -> bool:
+    """Whether the SUT is the reference conductor: ``get_json(path)`` (status, parsed body) of its
+    reference-only route answers 200 with the runtime figures.
+
+    Example::
+
+        is_reference(lambda path: http_json(target.endpoint(path), headers=target.auth_headers()))
+    """
+    try:
+        status, body = get_json(REFERENCE_ONLY_ROUTE)
+    except Exception:  # noqa: BLE001 - a SUT that cannot answer is not shown to be the reference
+        return False
+    return status == 200 and isinstance(body, dict) and "asyncio_tasks" in body

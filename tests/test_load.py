@@ -316,6 +316,23 @@ def test_open_loop_in_two_processes_interleaves_the_schedule(server):
     assert_consistent(r)
 
 
+def test_a_load_process_that_dies_fails_the_run_naming_it_and_leaves_nothing_running(server):
+    import multiprocessing
+    import os
+    import signal
+
+    from conductor_perf.measure.workers import WorkerError
+
+    def factory(i: int) -> Request:
+        if i == 5:  # index 5 belongs to the second process (indices interleave over processes)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return Request("GET", "/ok")
+
+    with pytest.raises(WorkerError, match=r"^load: worker load-1 \(pid \d+\) died: killed by SIGKILL"):
+        run_closed(server, factory, workers=2, processes=2, duration=30, max_requests=1000)
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
 def test_progress_callback_in_process(server):
     seen: list[tuple[float, int, float]] = []
     run_closed(

@@ -21,8 +21,11 @@ the open model the schedule not kept), :attr:`LoadResult.saturated` is true and
 :attr:`LoadResult.saturation_reason` gives the figures: such a run measures the generator, not the
 server (a missed target is then an invalid measurement: :func:`conductor_perf.verdict.compare`).
 
-**Processes.** ``processes=K`` splits workers (or the rate) over K OS processes to get past the GIL;
-their HDR histograms are merged exactly (counts added), never averaged.
+**Processes.** ``processes=K`` splits workers (or the rate) over K OS processes to get past the GIL
+(:class:`conductor_perf.measure.workers.WorkerPool`: they open their connections, meet at a start
+barrier, then load); every run, one process or K, hands its figures in as a
+:class:`~conductor_perf.measure.workers.WorkerReport` and :func:`~conductor_perf.measure.workers.merge_reports`
+combines them: HDR histograms merged exactly (counts added), never averaged.
 
 **Bounds.** Every run is bounded by ``duration`` and by ``max_requests`` and stops by itself; only
 loopback targets are allowed (``ValueError`` otherwise).
@@ -40,14 +43,10 @@ import contextlib
 import ctypes
 import ipaddress
 import math
-import multiprocessing
 import os
-import queue as queue_mod
 import selectors
 import sys
-import threading
 import time
-import traceback
 import urllib.parse
 import warnings
 from collections import deque
@@ -58,6 +57,17 @@ from typing import Any, NamedTuple
 
 from conductor_perf.measure.histogram import LatencyHistogram
 from conductor_perf.measure.rawhttp import HttpConnection, Request, Response
+from conductor_perf.measure.workers import (
+    LAG_PROBE_INTERVAL_S,
+    LagProbe,
+    MergedReports,
+    WorkerContext,
+    WorkerPool,
+    WorkerReport,
+    cpu_reason,
+    lag_reason,
+    merge_reports,
+)
 
 RequestSpec = Request | str | Callable[[int], Request] | None
 """What to send: a :class:`Request`, a path string (GET), a factory ``f(i) -> Request`` called with
@@ -82,8 +92,8 @@ SCHEDULE_GRACE_S = 0.25
 TIMELINE_DIGITS = 2
 """Precision of the per-second timeline histograms (1 %)."""
 MAX_ERROR_SAMPLES = 5
-LAG_PROBE_INTERVAL_S = 0.01
-PROGRESS_POLL_S = 0.1
+START_TIMEOUT_S = 30.0
+"""Load processes must all have opened their connections (and met at the start barrier) within this."""
 
 
 class TimelinePoint(NamedTuple):
@@ -362,7 +372,7 @@ class _Spec:
 
 @dataclass
 class _Partial:
-    """One process's raw result (picklable: histograms pickle as their encoding)."""
+    """One process's raw result while it runs; handed in as a :class:`WorkerReport` (:func:`_report`)."""
 
     requests: int = 0
     ok: int = 0
@@ -382,6 +392,26 @@ class _Partial:
     cpu_s: float = 0.0
     wall_s: float = 0.0
     stopped_by: str = "duration"
+
+
+def _report(p: _Partial, worker: str) -> WorkerReport:
+    """One process's figures in the merge protocol: counts, encoded histograms, maxima, samples, CPU."""
+    counts = {"requests": p.requests, "ok": p.ok, "errors": p.errors, "planned": p.planned,
+              "dispatched": p.dispatched, "late": p.late, "dropped": p.dropped,
+              "stopped_by_max_requests": int(p.stopped_by == "max_requests")}  # fmt: skip
+    hists = {"latency": p.histogram.encode(), "lag": p.lag.encode()}
+    if p.uncorrected is not None:
+        hists["uncorrected"] = p.uncorrected.encode()
+    for code, n in p.status_counts.items():
+        counts[f"status/{code}"] = n
+    for name, n in p.exceptions.items():
+        counts[f"exception/{name}"] = n
+    for sec, (cnt, errs, h) in p.timeline.items():
+        counts[f"timeline/{sec}"] = cnt
+        counts[f"timeline-errors/{sec}"] = errs
+        hists[f"timeline/{sec}"] = h.encode()
+    return WorkerReport(worker, counts=counts, histograms=hists, maxima={"duration_s": p.duration_s},
+                        samples=list(p.error_samples), cpu_s=p.cpu_s, wall_s=p.wall_s)  # fmt: skip
 
 
 class _Recorder:
@@ -449,15 +479,15 @@ class _Recorder:
 
 
 class _Progress:
-    """Reports the running request count: to a shared array slot and/or an in-process callback."""
+    """Reports the running request count: to the worker pool's counter and/or an in-process callback."""
 
-    def __init__(self, slot: Any | None, index: int, callback: ProgressCallback | None, interval_s: float):
-        self.slot, self.index, self.callback, self.interval = slot, index, callback, interval_s
+    def __init__(self, worker: WorkerContext | None, callback: ProgressCallback | None, interval_s: float):
+        self.worker, self.callback, self.interval = worker, callback, interval_s
         self.next_call = 0.0
 
     def tick(self, rec: _Recorder, now: float) -> None:
-        if self.slot is not None:
-            self.slot[self.index] = rec.p.requests
+        if self.worker is not None:
+            self.worker.set("requests", rec.p.requests)
         if self.callback is not None and now >= self.next_call:
             self.next_call = now + self.interval
             elapsed = now - rec.start
@@ -559,18 +589,21 @@ async def _run_core_inner(spec: _Spec, progress: _Progress, start_gate: Callable
     cpu0 = time.thread_time()
     start = now()
     rec = _Recorder(spec, start)
-    stop = asyncio.Event()
     try:
         if spec.model == "closed":
             core = _closed(spec, conns, rec, start, now)
         else:
             core = _open(spec, conns, rec, start, now)
-        ticker = asyncio.ensure_future(_ticker(spec, rec, progress, stop, now))
+        # progress ticks, and (closed model) the event-loop lag probe; the open model's lag is
+        # the dispatcher's own lateness
+        probe = LagProbe(LAG_PROBE_INTERVAL_S, rec.p.lag)
+        ticker = asyncio.ensure_future(probe.run(lambda t: progress.tick(rec, t), record=spec.model == "closed"))
         try:
             await core
         finally:
-            stop.set()
-            await ticker
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
     finally:
         for c in conns:
             await c.close()
@@ -582,25 +615,6 @@ async def _run_core_inner(spec: _Spec, progress: _Progress, start_gate: Callable
         p.duration_s = end - start
     progress.tick(rec, end)
     return p
-
-
-async def _ticker(
-    spec: _Spec, rec: _Recorder, progress: _Progress, stop: asyncio.Event, now: Callable[[], float]
-) -> None:
-    """Progress reports, and (closed model) the event-loop lag probe."""
-    probe = spec.model == "closed"
-    lag = rec.p.lag
-    while not stop.is_set():
-        target = now() + LAG_PROBE_INTERVAL_S
-        try:
-            await asyncio.wait_for(stop.wait(), LAG_PROBE_INTERVAL_S)
-            return
-        except TimeoutError:
-            pass
-        t = now()
-        if probe:
-            lag.record_us(max(0.0, t - target) * 1e6)
-        progress.tick(rec, t)
 
 
 async def _closed(
@@ -782,87 +796,32 @@ async def _open(
 # --------------------------------------------------------------------------------------------
 # orchestration: one process or several
 # --------------------------------------------------------------------------------------------
-def _child_main(spec: _Spec, slot: Any, index: int, barrier: Any, results: Any, gate_timeout: float) -> None:
-    try:
-        progress = _Progress(slot, index, None, 1.0)
-        with asyncio.Runner(loop_factory=lambda: _event_loop_for(spec)) as runner:
-            partial = runner.run(_run_core(spec, progress, lambda: barrier.wait(gate_timeout)))
-        results.put((index, "ok", partial))
-    except BaseException:  # report everything to the parent, which raises
-        results.put((index, "error", traceback.format_exc()))
+def _load_worker(spec: _Spec, ctx: WorkerContext) -> WorkerReport:
+    """One load process: open its connections, meet the others at the start barrier, load, report."""
+    progress = _Progress(ctx, None, 1.0)
+    with asyncio.Runner(loop_factory=lambda: _event_loop_for(spec)) as runner:
+        partial = runner.run(_run_core(spec, progress, ctx.wait_start))
+    return _report(partial, ctx.name)
 
 
 def _run_processes(
     specs: list[_Spec], on_progress: ProgressCallback | None, progress_interval: float, deadline_s: float
-) -> list[_Partial]:
-    if sys.platform.startswith("linux") or sys.platform == "darwin":
-        ctx = multiprocessing.get_context("fork")
-    else:  # pragma: no cover - spawn needs a picklable request factory
-        ctx = multiprocessing.get_context("spawn")
-    k = len(specs)
-    slot = ctx.RawArray("q", k)
-    barrier = ctx.Barrier(k + 1)
-    results = ctx.Queue()
-    gate_timeout = 30.0
-    procs = [
-        ctx.Process(
-            target=_child_main,
-            args=(s, slot, i, barrier, results, gate_timeout),
-            name=f"conductor-perf-load-{i}",
-            daemon=True,
-        )
-        for i, s in enumerate(specs)
-    ]
-    for pr in procs:
-        pr.start()
-    partials: dict[int, _Partial] = {}
-    failures: list[str] = []
-    reported: set[int] = set()
-    try:
-        try:
-            barrier.wait(gate_timeout)
-        except threading.BrokenBarrierError:
-            failures.append(f"load processes did not all start within {gate_timeout:.0f} s")
-        start = time.monotonic()
-        next_report = start + progress_interval
-        hard_end = start + deadline_s
-        holder = _Progress(None, 0, on_progress, progress_interval)
-        while len(reported) < k:
-            try:
-                idx, status, payload = results.get(timeout=PROGRESS_POLL_S)
-            except queue_mod.Empty:
-                t = time.monotonic()
-                if t > hard_end:
-                    failures.append(f"load processes did not finish within {deadline_s:.0f} s")
-                    break
-                if holder.callback is not None and t >= next_report:
-                    next_report = t + progress_interval
-                    _safe_progress(holder, t - start, int(sum(slot)))
-                if not any(pr.is_alive() for pr in procs) and results.empty():
-                    failures.append("load processes exited without a result")
-                    break
-                continue
-            reported.add(idx)
-            if status == "ok":
-                partials[idx] = payload
-            else:
-                failures.append(f"load process {idx} failed:\n{payload}")
-    finally:
-        for pr in procs:
-            pr.join(timeout=5.0)
-            if pr.is_alive():
-                pr.terminate()
-                pr.join(timeout=5.0)
-        results.close()
-    if failures:
-        raise RuntimeError("; ".join(failures))
-    return [partials[i] for i in range(k)]
+) -> list[WorkerReport]:
+    holder = _Progress(None, on_progress, progress_interval)
+    with WorkerPool(_load_worker, specs, name="load", counters=("requests",), start_timeout=START_TIMEOUT_S) as pool:
+        pool.start()
+
+        def tick(elapsed: float) -> None:
+            if holder.callback is not None:
+                _safe_progress(holder, elapsed, pool.total("requests"))
+
+        return pool.collect(deadline_s, on_tick=tick, tick_s=progress_interval)
 
 
 def _combine(
     model: str,
     url: str,
-    partials: list[_Partial],
+    merged: MergedReports,
     *,
     workers: int,
     connections: int,
@@ -871,68 +830,49 @@ def _combine(
     cpu_budget: float,
     lag_budget: float,
 ) -> LoadResult:
-    hist = LatencyHistogram()
-    unc = LatencyHistogram() if model == "open" else None
-    lag = LatencyHistogram()
-    status: dict[int, int] = {}
-    excs: dict[str, int] = {}
-    samples: list[str] = []
-    timeline: dict[int, list[Any]] = {}
-    for p in partials:
-        hist.merge(p.histogram)
-        if unc is not None and p.uncorrected is not None:
-            unc.merge(p.uncorrected)
-        lag.merge(p.lag)
-        for code, c in p.status_counts.items():
-            status[code] = status.get(code, 0) + c
-        for name, c in p.exceptions.items():
-            excs[name] = excs.get(name, 0) + c
-        for s in p.error_samples:
-            if len(samples) < MAX_ERROR_SAMPLES and s not in samples:
-                samples.append(s)
-        for sec, (cnt, errs, h) in p.timeline.items():
-            b = timeline.setdefault(sec, [0, 0, LatencyHistogram(TIMELINE_DIGITS)])
-            b[0] += cnt
-            b[1] += errs
-            b[2].merge(h)
+    """The run's :class:`LoadResult` from the merged reports of its process(es)."""
+    status = {int(code): n for code, n in merged.counts_under("status").items()}
+    timeline_counts = {int(sec): n for sec, n in merged.counts_under("timeline").items()}
+    timeline_errors = merged.counts_under("timeline-errors")
     points: list[TimelinePoint] = []
-    if timeline:
-        for sec in range(0, max(timeline) + 1):
-            if sec in timeline:
-                cnt, errs, h = timeline[sec]
+    if timeline_counts:
+        for sec in range(0, max(timeline_counts) + 1):
+            if sec in timeline_counts:
+                h = merged.histogram(f"timeline/{sec}")
                 q = h.percentiles_ms([50.0, 95.0]) if h.count else None
-                points.append(TimelinePoint(sec, cnt, q[50.0] if q else None, q[95.0] if q else None, errs))
+                points.append(TimelinePoint(sec, timeline_counts[sec], q[50.0] if q else None,
+                                            q[95.0] if q else None, timeline_errors.get(str(sec), 0)))  # fmt: skip
             else:
                 points.append(TimelinePoint(sec, 0, None, None, 0))
-    cpu = [100.0 * p.cpu_s / p.wall_s if p.wall_s > 0 else 0.0 for p in partials]
+    cpu = merged.cpu_percents()
     result = LoadResult(
         model=model,
         url=url,
-        requests=sum(p.requests for p in partials),
-        ok=sum(p.ok for p in partials),
-        errors=sum(p.errors for p in partials),
-        duration_s=max(p.duration_s for p in partials),
-        histogram=hist,
-        uncorrected=unc,
-        lag=lag,
+        requests=merged.count("requests"),
+        ok=merged.count("ok"),
+        errors=merged.count("errors"),
+        duration_s=merged.maxima.get("duration_s", 0.0),
+        histogram=merged.histogram("latency"),
+        uncorrected=merged.histogram("uncorrected") if model == "open" else None,
+        lag=merged.histogram("lag"),
         status_counts=status,
-        exceptions=excs,
-        error_samples=samples,
+        exceptions=merged.counts_under("exception"),
+        error_samples=merged.samples,
         timeline=points,
         workers=workers,
         connections=connections,
-        processes=len(partials),
+        processes=merged.workers,
         offered_rate=offered_rate,
-        planned=sum(p.planned for p in partials),
-        dispatched=sum(p.dispatched for p in partials),
-        late=sum(p.late for p in partials),
+        planned=merged.count("planned"),
+        dispatched=merged.count("dispatched"),
+        late=merged.count("late"),
         late_ms=late_ms,
-        dropped=sum(p.dropped for p in partials),
-        cpu_percent=max(cpu),
+        dropped=merged.count("dropped"),
+        cpu_percent=max(cpu, default=0.0),
         cpu_percent_total=sum(cpu),
         cpu_budget_percent=cpu_budget,
         lag_budget_ms=lag_budget,
-        stopped_by="max_requests" if any(p.stopped_by == "max_requests" for p in partials) else "duration",
+        stopped_by="max_requests" if merged.count("stopped_by_max_requests") else "duration",
     )
     _self_check(result)
     return result
@@ -940,23 +880,15 @@ def _combine(
 
 def _self_check(r: LoadResult) -> None:
     """Set ``saturated``/``saturation_reason`` when the generator was the bottleneck."""
-    reasons = []
-    if r.cpu_percent > r.cpu_budget_percent:
-        who = "busiest load process" if r.processes > 1 else "load generator"
-        reasons.append(
-            f"{who} used {r.cpu_percent:.0f} % of a CPU core (budget {r.cpu_budget_percent:.0f} %)"
-        )
-    if r.lag.count and r.lag_p99_ms > r.lag_budget_ms:
-        reasons.append(
-            f"scheduling lag p99 {r.lag_p99_ms:.1f} ms, max {r.lag_max_ms:.1f} ms "
-            f"(budget {r.lag_budget_ms:g} ms)"
-        )
+    who = "busiest load process" if r.processes > 1 else "load generator"
+    reasons = [cpu_reason(r.cpu_percent, r.cpu_budget_percent, who=who), lag_reason(r.lag, r.lag_budget_ms)]
     if r.model == "open" and r.planned and r.dispatched < SCHEDULE_KEPT_RATIO * r.planned:
         offered = r.offered_rate or 0.0
         reasons.append(
             f"offered rate not reached: the schedule started {r.dispatched} of {r.planned} planned "
             f"requests ({offered * r.dispatched / r.planned:.0f}/s of {offered:g}/s)"
         )
+    reasons = [x for x in reasons if x]
     r.saturated = bool(reasons)
     r.saturation_reason = "; ".join(reasons)
 
@@ -1010,10 +942,10 @@ def _common(
 
 def _run(
     specs: list[_Spec], on_progress: ProgressCallback | None, progress_interval: float
-) -> list[_Partial]:
+) -> list[WorkerReport]:
     if len(specs) == 1:
-        progress = _Progress(None, 0, on_progress, progress_interval)
-        return [_run_sync(_run_core(specs[0], progress), specs[0])]
+        progress = _Progress(None, on_progress, progress_interval)
+        return [_report(_run_sync(_run_core(specs[0], progress), specs[0]), "load")]
     deadline = specs[0].duration_s + specs[0].timeout_s + 60.0
     return _run_processes(specs, on_progress, progress_interval, deadline)
 
@@ -1139,11 +1071,11 @@ def run_closed(
     """
     c = _common(url, request, duration, max_requests, timeout, ok_status, processes)
     specs = _closed_specs(c, int(workers))
-    partials = _run(specs, on_progress, _check_progress_interval(progress_interval))
+    reports = _run(specs, on_progress, _check_progress_interval(progress_interval))
     return _combine(
         "closed",
         url,
-        partials,
+        merge_reports(reports),
         workers=int(workers),
         connections=int(workers),
         offered_rate=None,
@@ -1197,11 +1129,11 @@ def run_open(
     """
     c = _common(url, request, duration, max_requests, timeout, ok_status, processes)
     specs = _open_specs(c, rate, int(connections), max_in_flight, float(late_ms))
-    partials = _run(specs, on_progress, _check_progress_interval(progress_interval))
+    reports = _run(specs, on_progress, _check_progress_interval(progress_interval))
     return _combine(
         "open",
         url,
-        partials,
+        merge_reports(reports),
         workers=0,
         connections=int(connections),
         offered_rate=float(rate),
@@ -1229,12 +1161,12 @@ async def closed_loop(
     c = _common(url, request, duration, max_requests, timeout, ok_status, 1)
     spec = _closed_specs(c, int(workers))[0]
     partial = await _run_core(
-        spec, _Progress(None, 0, on_progress, _check_progress_interval(progress_interval))
+        spec, _Progress(None, on_progress, _check_progress_interval(progress_interval))
     )
     return _combine(
         "closed",
         url,
-        [partial],
+        merge_reports([_report(partial, "load")]),
         workers=int(workers),
         connections=int(workers),
         offered_rate=None,
@@ -1265,12 +1197,12 @@ async def open_loop(
     c = _common(url, request, duration, max_requests, timeout, ok_status, 1)
     spec = _open_specs(c, rate, int(connections), max_in_flight, float(late_ms))[0]
     partial = await _run_core(
-        spec, _Progress(None, 0, on_progress, _check_progress_interval(progress_interval))
+        spec, _Progress(None, on_progress, _check_progress_interval(progress_interval))
     )
     return _combine(
         "open",
         url,
-        [partial],
+        merge_reports([_report(partial, "load")]),
         workers=0,
         connections=int(connections),
         offered_rate=float(rate),

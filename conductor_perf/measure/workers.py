@@ -750,16 +750,21 @@ class WorkerPool:
         if self.mode == "threads":
             self._go.set()  # a thread still at the barrier gets no start time and gives up
             end = time.monotonic() + CLOSE_GRACE_S
-            for t in self._threads:
-                t.join(timeout=max(0.0, end - time.monotonic()))
+            for i, t in enumerate(self._threads):
+                if i not in self._failures:  # a hung thread cannot be stopped: it is not waited for
+                    t.join(timeout=max(0.0, end - time.monotonic()))
             return
         for conn in self._conns:
             with contextlib.suppress(OSError):
                 if not conn.closed:
                     conn.send(("stop", "the pool is closing"))
+        for i, proc in enumerate(self._procs):
+            if i in self._failures and proc.is_alive():
+                proc.kill()  # hung, or late at the barrier: no grace
         end = time.monotonic() + CLOSE_GRACE_S
-        for proc in self._procs:
-            proc.join(timeout=max(0.0, end - time.monotonic()))
+        for i, proc in enumerate(self._procs):
+            if i not in self._failures:
+                proc.join(timeout=max(0.0, end - time.monotonic()))
         for proc in self._procs:
             if proc.is_alive():
                 proc.terminate()

@@ -180,3 +180,13 @@ def test_iter_run_info_paths_finds_runs_and_skips_service_dirs(tmp_path):
     (tmp_path / "a" / "t1" / "runs" / "empty-preallocated").mkdir()
     found = sorted(p.parent.name for p in runs.iter_run_info_paths(tmp_path))
     assert found == ["r1", "r2", "r3"]
+
+
+def test_concurrent_read_write_benchmark_sums_every_reader_and_writer(tmp_path):
+    from conductor_perf.bench import storage_bench
+
+    result = storage_bench.concurrent_read_write(tmp_path, readers=2, writers=2, duration=0.3)
+    assert result.reads > 0 and result.writes > 0 and result.torn_reads == 0
+    path = next(runs.iter_run_info_paths(tmp_path))
+    assert runs.read_run_info(path).pid == result.writes  # each update counted once, by one writer
+    assert not [p for p in mp.active_children() if p.is_alive()]

@@ -4,6 +4,8 @@
   ``TestMessageBusThroughput``: 10 writers, 10 s, target > 1000 msg/s). Writers are OS processes by
   default: conductor-loop's writers are separate agent processes, and Python threads would measure
   the GIL rather than the bus. ``mode="threads"`` mirrors the Go test's goroutines in one process.
+  Either way they run in :class:`~conductor_perf.measure.workers.WorkerPool`: they start together
+  at its barrier and write for the same window.
 * :func:`check_integrity`: every message present exactly once, none torn, file parses.
 * :func:`append_cost`: per-append latency of a single writer.
 * :func:`read_all_cost`: time to read and parse a bus holding N messages.
@@ -11,10 +13,8 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -23,8 +23,11 @@ from pathlib import Path
 
 from ..formats import bus
 from ..measure.histogram import LatencyHistogram
+from ..measure.workers import WorkerContext, WorkerPool, WorkerReport, merge_reports
 
 ProgressFn = Callable[[float, int, float], None]
+TICK_S = 0.25
+"""The write timeline samples the message count this often."""
 BODY_PREFIX = "perf test message"
 _BODY = re.compile(rf"^{BODY_PREFIX} w(\d+) #(\d+)\n?$")
 
@@ -81,44 +84,33 @@ def body_for(writer: int, seq: int) -> str:
     return f"{BODY_PREFIX} w{writer} #{seq}"
 
 
-def _write_loop(
-    path: str,
-    writer: int,
-    start_at: float,
-    stop_at: float,
-    project_id: str,
-    task_id: str,
-    counter,
-    fsync: bool,
-    max_messages: int,
-) -> tuple[int, str]:
+@dataclass(frozen=True)
+class _WriterShare:
+    path: str
+    writer: int
+    duration_s: float
+    project_id: str
+    task_id: str
+    fsync: bool
+    max_messages: int
+
+
+def _write(share: _WriterShare, ctx: WorkerContext) -> WorkerReport:
+    """One writer: append until the common window ends (or ``max_messages``); its count and latencies."""
     hist = LatencyHistogram()
-    while time.time() < start_at:
-        time.sleep(0.001)
+    run_id = f"writer-{share.writer}"
+    stop_at = ctx.wait_start() + share.duration_s
     n = 0
-    run_id = f"writer-{writer}"
     perf = time.perf_counter_ns
-    while n < max_messages and time.time() < stop_at:
-        msg = bus.Message(
-            type="FACT", project_id=project_id, task_id=task_id, run_id=run_id, body=body_for(writer, n)
-        )
+    while n < share.max_messages and time.time() < stop_at:
+        msg = bus.Message(type="FACT", project_id=share.project_id, task_id=share.task_id, run_id=run_id,
+                          body=body_for(share.writer, n))  # fmt: skip
         t0 = perf()
-        bus.append(path, msg, fsync=fsync)
+        bus.append(share.path, msg, fsync=share.fsync)
         hist.record_us((perf() - t0) / 1000)
         n += 1
-        if n % 256 == 0:
-            with counter.get_lock():
-                counter.value += 256
-    with counter.get_lock():
-        counter.value += n % 256
-    return n, hist.encode()
-
-
-def _process_writer(args, queue) -> None:
-    try:
-        queue.put((args[1], *_write_loop(*args)))
-    except BaseException as exc:  # report instead of hanging the parent
-        queue.put((args[1], -1, f"{type(exc).__name__}: {exc}"))
+        ctx.set("messages", n)
+    return WorkerReport(ctx.name, counts={"messages": n}, histograms={"append": hist.encode()})
 
 
 def write_throughput(
@@ -138,7 +130,8 @@ def write_throughput(
     """Run ``writers`` concurrent appenders on one bus file for ``duration`` seconds.
 
     The rate is messages appended / duration (as the seed computes it). With ``check`` the file is
-    verified afterwards (every message once, none torn).
+    verified afterwards (every message once, none torn). A writer that fails, dies or hangs fails
+    the run with a :class:`~conductor_perf.measure.workers.WorkerError` naming it.
     """
     if writers < 1 or duration <= 0:
         raise ValueError("writers must be >= 1 and duration > 0")
@@ -146,55 +139,29 @@ def write_throughput(
         raise ValueError(f"mode must be 'processes' or 'threads', got {mode!r}")
     path = os.fspath(path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ctx = mp.get_context("fork")
-    counter = ctx.Value("q", 0)
-    start_at = time.time() + (0.3 if mode == "processes" else 0.05)
-    stop_at = start_at + duration
-    results: dict[int, tuple[int, str]] = {}
-    errors: list[str] = []
-    args_for = [
-        (path, w, start_at, stop_at, project_id, task_id, counter, fsync, max_messages_per_writer)
-        for w in range(writers)
-    ]
+    shares = [_WriterShare(path, w, duration, project_id, task_id, fsync, max_messages_per_writer)
+              for w in range(writers)]  # fmt: skip
     timeline: list[tuple[float, int]] = []
-    if mode == "processes":
-        queue = ctx.Queue()
-        procs = [ctx.Process(target=_process_writer, args=(a, queue), daemon=True) for a in args_for]
-        for p in procs:
-            p.start()
-        _watch(counter, start_at, stop_at, on_progress, progress_every, timeline)
-        deadline = stop_at + 30
-        for _ in procs:
-            w, n, payload = queue.get(timeout=max(1.0, deadline - time.time()))
-            if n < 0:
-                errors.append(f"writer {w}: {payload}")
-            else:
-                results[w] = (n, payload)
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-    else:
+    last_report = [0.0]
+    with WorkerPool(_write, shares, name="bus-writer", counters=("messages",), mode=mode) as pool:  # type: ignore[arg-type]
+        pool.start()
 
-        def run(a):
-            try:
-                results[a[1]] = _write_loop(*a)
-            except Exception as exc:  # noqa: BLE001 - reported below
-                errors.append(f"writer {a[1]}: {type(exc).__name__}: {exc}")
+        def tick(elapsed: float) -> None:
+            if elapsed > duration + TICK_S / 2:
+                return  # the window is over: the last sample was taken at its end
+            total = pool.total("messages")
+            timeline.append((round(elapsed, 3), total))
+            if on_progress and elapsed - last_report[0] >= progress_every:
+                on_progress(elapsed, total, total / elapsed)
+                last_report[0] = elapsed
 
-        threads = [threading.Thread(target=run, args=(a,), daemon=True) for a in args_for]
-        for t in threads:
-            t.start()
-        _watch(counter, start_at, stop_at, on_progress, progress_every, timeline)
-        for t in threads:
-            t.join(timeout=stop_at + 30 - time.time())
-    if errors:
-        raise RuntimeError("bus writers failed: " + "; ".join(errors[:3]))
-    per_writer = [results[w][0] for w in range(writers)]
-    hist = LatencyHistogram()
-    for w in range(writers):
-        hist.merge(LatencyHistogram.decode(results[w][1]))
-    total = sum(per_writer)
+        reports = pool.collect(duration + 30, on_tick=tick, tick_s=TICK_S)
+    merged = merge_reports(reports)
+    if not timeline or timeline[-1][0] < duration - TICK_S / 2:
+        timeline.append((round(duration, 3), merged.count("messages")))  # the window's end
+    per_writer = [r.counts["messages"] for r in reports]
+    hist = merged.histogram("append")
+    total = merged.count("messages")
     result = BusThroughput(
         writers=writers,
         mode=mode,
@@ -209,22 +176,6 @@ def write_throughput(
     if check:
         result.integrity = check_integrity(path, {w: n for w, n in enumerate(per_writer)})
     return result
-
-
-def _watch(counter, start_at, stop_at, on_progress, every, timeline) -> None:
-    last_report = start_at
-    while True:
-        now = time.time()
-        if now >= stop_at:
-            break
-        time.sleep(min(0.25, max(0.0, stop_at - now)))
-        now = time.time()
-        if now >= start_at:
-            timeline.append((round(now - start_at, 3), counter.value))
-        if on_progress and now - last_report >= every and now > start_at:
-            elapsed = now - start_at
-            on_progress(elapsed, counter.value, counter.value / elapsed)
-            last_report = now
 
 
 def count_bodies(bodies: Iterable[str]) -> tuple[Counter[tuple[int, int]], int, int]:

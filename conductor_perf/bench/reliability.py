@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import socket
 import time
@@ -40,6 +39,7 @@ from ..formats.yamlio import parse_flat
 from ..measure import load
 from ..measure.histogram import LatencyHistogram
 from ..measure.sse import SSEClient, SSEError, StreamEnded
+from ..measure.workers import WorkerContext, WorkerPool, WorkerReport, merge_reports
 from ..target import Target, TargetError, http_json
 from . import api_bench, bus_bench
 
@@ -235,50 +235,58 @@ class RunInfoAtomicity:
         return asdict(self)
 
 
-def _atomic_reader(path: str, goal: int, deadline: float, total, stop, queue) -> None:
+@dataclass(frozen=True)
+class _AtomicShare:
+    path: str
+    goal: int
+    max_duration: float
+
+
+def _atomic_reader(share: _AtomicShare, ctx: WorkerContext) -> WorkerReport:
+    """Read the run-info without a lock in batches of 64 until the readers' shared goal or the deadline."""
     reads = torn = unparsable = 0
     samples: list[str] = []
-    try:
-        while not stop.is_set() and time.time() < deadline:
-            for _ in range(64):
-                try:
-                    with open(path, encoding="utf-8") as fh:
-                        text = fh.read()
-                except (OSError, UnicodeDecodeError) as exc:
-                    text = f"<read failed: {exc}>"
-                reason = check_run_info_text(text)
-                reads += 1
-                if reason:
-                    if reason.startswith("torn"):
-                        torn += 1
-                    else:
-                        unparsable += 1
-                    if len(samples) < 3:
-                        samples.append(f"{reason} ({len(text)} bytes)")
-            with total.get_lock():
-                total.value += 64
-                if total.value >= goal:
-                    stop.set()
-    finally:
-        queue.put(("r", reads, torn, unparsable, samples))
+    deadline = ctx.wait_start() + share.max_duration
+    while not ctx.stop_requested() and time.time() < deadline:
+        for _ in range(64):
+            try:
+                with open(share.path, encoding="utf-8") as fh:
+                    text = fh.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                text = f"<read failed: {exc}>"
+            reason = check_run_info_text(text)
+            reads += 1
+            if reason:
+                if reason.startswith("torn"):
+                    torn += 1
+                else:
+                    unparsable += 1
+                if len(samples) < 3:
+                    samples.append(f"{reason} ({len(text)} bytes)")
+        ctx.add("reads", 64)
+        if ctx.total("reads") >= share.goal:
+            ctx.request_stop()
+    ctx.request_stop()  # a reader ends only at the goal or the deadline: the writers stop too
+    return WorkerReport(ctx.name, counts={"reads": reads, "torn": torn, "unparsable": unparsable}, samples=samples)
 
 
-def _atomic_writer(path: str, deadline: float, stop, queue) -> None:
+def _atomic_writer(share: _AtomicShare, ctx: WorkerContext) -> WorkerReport:
+    """Update the run-info under conductor-loop's lock, one version up each time, until told to stop."""
     writes = 0
 
     def bump(info: runs.RunInfo) -> None:
         stamp_version(info, info.pid + 1)
         info.status = runs.STATUS_COMPLETED if info.status == runs.STATUS_RUNNING else runs.STATUS_RUNNING
 
-    error = ""
-    try:
-        while not stop.is_set() and time.time() < deadline:
-            runs.update_run_info(path, bump, fsync=False)
-            writes += 1
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        queue.put(("w", writes, 0, 0, [error] if error else []))
+    deadline = ctx.wait_start() + share.max_duration
+    while not ctx.stop_requested() and time.time() < deadline:
+        runs.update_run_info(share.path, bump, fsync=False)
+        writes += 1
+    return WorkerReport(ctx.name, counts={"writes": writes})
+
+
+def _atomic_worker(share: _AtomicShare, ctx: WorkerContext) -> WorkerReport:
+    return (_atomic_reader if ctx.name.startswith("run-info-reader") else _atomic_writer)(share, ctx)
 
 
 def run_info_atomicity(
@@ -289,7 +297,9 @@ def run_info_atomicity(
 
     Runs until the readers together made ``min_reads`` reads, or ``max_duration`` s passed.
     Writers use conductor-loop's update protocol (sidecar ``flock``, temp file, rename); each
-    update raises the version by one, so ``lost_updates`` = updates made - versions gained.
+    update raises the version by one, so ``lost_updates`` = updates made - versions gained. A
+    reader or writer that fails, dies or hangs fails the check with a
+    :class:`~conductor_perf.measure.workers.WorkerError` naming it.
     """
     if readers < 1 or writers < 1:
         raise ValueError("readers and writers must be >= 1")
@@ -298,42 +308,19 @@ def run_info_atomicity(
                         start_time_ns=time.time_ns(), status=runs.STATUS_RUNNING)  # fmt: skip
     stamp_version(info, 0)
     path = str(runs.create_run(root, info) / runs.RUN_INFO)
-    ctx = mp.get_context("fork")
-    total, stop, queue = ctx.Value("q", 0), ctx.Event(), ctx.Queue()
-    started = time.time()
-    deadline = started + max_duration
-    procs = [ctx.Process(target=_atomic_reader, args=(path, min_reads, deadline, total, stop, queue), daemon=True)
-             for _ in range(readers)]  # fmt: skip
-    procs += [ctx.Process(target=_atomic_writer, args=(path, deadline, stop, queue), daemon=True)
-              for _ in range(writers)]  # fmt: skip
-    for p in procs:
-        p.start()
-    reads = writes = torn = unparsable = 0
-    samples: list[str] = []
-    errors: list[str] = []
-    try:
-        for _ in procs:
-            kind, n, t, u, s = queue.get(timeout=max_duration + 30)
-            if kind == "r":
-                reads, torn, unparsable = reads + n, torn + t, unparsable + u
-                samples += s
-                stop.set()  # a reader ends only at the goal or the deadline: the writers stop too
-            else:
-                writes += n
-                errors += s
-    finally:
-        stop.set()
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-    if errors:
-        raise RuntimeError("run-info writers failed: " + "; ".join(errors[:2]))
+    names = [f"run-info-reader-{i}" for i in range(readers)] + [f"run-info-writer-{i}" for i in range(writers)]
+    share = _AtomicShare(path, min_reads, max_duration)
+    with WorkerPool(_atomic_worker, [share] * len(names), name="run-info atomicity", names=names,
+                    counters=("reads",)) as pool:  # fmt: skip
+        started = pool.start()
+        merged = merge_reports(pool.collect(max_duration + 30), max_samples=3)
     duration = time.time() - started
     final = runs.read_run_info(path).pid
-    return RunInfoAtomicity(readers=readers, writers=writers, reads=reads, writes=writes, torn=torn,
-                            unparsable=unparsable, lost_updates=writes - final, duration_s=duration,
-                            min_reads=min_reads, samples=samples[:3])  # fmt: skip
+    writes = merged.count("writes")
+    return RunInfoAtomicity(readers=readers, writers=writers, reads=merged.count("reads"), writes=writes,
+                            torn=merged.count("torn"), unparsable=merged.count("unparsable"),
+                            lost_updates=writes - final, duration_s=duration, min_reads=min_reads,
+                            samples=merged.samples)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ SSE delivery

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import shutil
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from ..formats import runs
 from ..measure.histogram import LatencyHistogram
+from ..measure.workers import WorkerContext, WorkerPool, WorkerReport, merge_reports
 
 ProgressFn = Callable[[float, int, float], None]
 
@@ -201,33 +201,37 @@ class ReadWriteResult:
         return asdict(self)
 
 
-def _rw_reader(path: str, stop_at: float, expect_agent: str, queue) -> None:
+def _rw_reader(share: tuple[str, float, str], ctx: WorkerContext) -> WorkerReport:
+    path, duration, expect_agent = share
     reads = torn = 0
-    try:
-        while time.time() < stop_at:
-            try:
-                info = runs.read_run_info(path)
-                if (
-                    info.agent != expect_agent
-                    or not info.run_id
-                    or info.status not in ("running", "completed")
-                ):
-                    torn += 1
-            except runs.StorageError:
+    stop_at = ctx.wait_start() + duration
+    while time.time() < stop_at:
+        try:
+            info = runs.read_run_info(path)
+            if (
+                info.agent != expect_agent
+                or not info.run_id
+                or info.status not in ("running", "completed")
+            ):
                 torn += 1
-            reads += 1
-    finally:
-        queue.put(("r", reads, torn))
+        except runs.StorageError:
+            torn += 1
+        reads += 1
+    return WorkerReport(ctx.name, counts={"reads": reads, "torn": torn})
 
 
-def _rw_writer(path: str, stop_at: float, queue) -> None:
+def _rw_writer(share: tuple[str, float, str], ctx: WorkerContext) -> WorkerReport:
+    path, duration, _ = share
     writes = 0
-    try:
-        while time.time() < stop_at:
-            runs.update_run_info(path, _flip, fsync=False)
-            writes += 1
-    finally:
-        queue.put(("w", writes, 0))
+    stop_at = ctx.wait_start() + duration
+    while time.time() < stop_at:
+        runs.update_run_info(path, _flip, fsync=False)
+        writes += 1
+    return WorkerReport(ctx.name, counts={"writes": writes})
+
+
+def _rw_worker(share: tuple[str, float, str], ctx: WorkerContext) -> WorkerReport:
+    return (_rw_reader if ctx.name.startswith("reader") else _rw_writer)(share, ctx)
 
 
 def _flip(info: runs.RunInfo) -> None:
@@ -242,29 +246,12 @@ def concurrent_read_write(
     info = _info("perf-storage", f"task-rw-{time.time_ns() % 10**9}", runs.RunIdGenerator().next())
     info.cwd = "/" + "x" * 2000  # a file larger than one small write makes torn reads possible
     path = str(runs.create_run(root, info) / runs.RUN_INFO)
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    stop_at = time.time() + duration
-    procs = [
-        ctx.Process(target=_rw_reader, args=(path, stop_at, "codex", queue), daemon=True)
-        for _ in range(readers)
-    ]
-    procs += [
-        ctx.Process(target=_rw_writer, args=(path, stop_at, queue), daemon=True) for _ in range(writers)
-    ]
-    for p in procs:
-        p.start()
-    reads = writes = torn = 0
-    for _ in procs:
-        kind, n, t = queue.get(timeout=duration + 30)
-        if kind == "r":
-            reads += n
-            torn += t
-        else:
-            writes += n
-    for p in procs:
-        p.join(timeout=5)
-    return ReadWriteResult(reads=reads, writes=writes, torn_reads=torn, duration_s=duration)
+    names = [f"reader-{i}" for i in range(readers)] + [f"writer-{i}" for i in range(writers)]
+    with WorkerPool(_rw_worker, [(path, duration, "codex")] * len(names), name="run-info read/write",
+                    names=names) as pool:  # fmt: skip
+        merged = merge_reports(pool.run(duration + 30))
+    return ReadWriteResult(reads=merged.count("reads"), writes=merged.count("writes"),
+                           torn_reads=merged.count("torn"), duration_s=duration)  # fmt: skip
 
 
 def run_info_path(root: str | os.PathLike[str]) -> Path:

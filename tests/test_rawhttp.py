@@ -1,4 +1,4 @@
-"""The light HTTP/1.1 client: parser on exact bytes, and exchanges with a real aiohttp server."""
+"""The light HTTP/1.1 client: parser on exact bytes, exchanges and streams with a real aiohttp server."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from conductor_perf.measure.rawhttp import (
     HttpProtocolError,
     Request,
     ResponseParser,
+    open_stream,
 )
 
 
@@ -120,6 +121,57 @@ def test_request_encoding():
         Request("GET", "/x", headers={"X": "a\r\nEvil: 1"}).encode("h:1")
 
 
+def stream_bytewise(parser: ResponseParser, data: bytes) -> tuple[list, bytes]:
+    heads, body = [], b""
+    for i in range(len(data)):
+        head = parser.feed(data[i : i + 1])
+        if head is not None:
+            heads.append(head)
+        body += parser.take_body()
+    return heads, body
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nT: 1\r\n\r\n",
+         b"hello world"),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"hello"),
+        (b"HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n", b""),
+    ],
+    ids=["chunked", "content-length-after-100", "no-body"],
+)
+def test_stream_mode_gives_the_head_once_and_the_body_in_pieces(raw: bytes, body: bytes):
+    for parser, feed in ((ResponseParser(stream=True), stream_bytewise), (ResponseParser(stream=True), None)):
+        if feed is None:
+            heads = [parser.feed(raw)]
+            got = parser.take_body()
+        else:
+            heads, got = feed(parser, raw)
+        assert len(heads) == 1 and heads[0].body == b"" and heads[0].status in (200, 204)
+        assert got == body and parser.done
+
+
+def test_stream_mode_until_close_keeps_header_case_and_ends_at_eof():
+    p = ResponseParser(stream=True)
+    head = p.feed(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: a\n")
+    assert head.headers == {"content-type": "text/event-stream"}
+    assert p.raw_headers == [("Content-Type", "text/event-stream")]
+    assert p.take_body() == b"data: a\n" and not p.done
+    assert p.feed(b"\n") is None and p.take_body() == b"\n"
+    assert p.feed_eof() is None and p.done
+
+
+def test_stream_mode_cut_inside_a_chunk_is_a_closed_connection():
+    p = ResponseParser(stream=True)
+    p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc")
+    assert p.take_body() == b"abc"
+    with pytest.raises(ConnectionClosedError, match="in the middle of a response"):
+        p.feed_eof()
+    with pytest.raises(HttpProtocolError):
+        ResponseParser(stream=True).feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY")
+
+
 # ---------------------------------------------------------------------------------------------
 # against a real aiohttp server on 127.0.0.1
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +205,18 @@ def make_app() -> web.Application:
     async def empty(_req):
         return web.Response(status=204)
 
+    async def big(req):
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(req)
+        for _ in range(64):
+            await resp.write(b"x" * 32 * 1024)  # 2 MiB in all
+        await resp.write_eof()
+        return resp
+
+    async def missing(_req):
+        return web.json_response({"error": "not found"}, status=404)
+
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_post("/tasks", tasks)
@@ -160,6 +224,8 @@ def make_app() -> web.Application:
     app.router.add_get("/close", close)
     app.router.add_get("/slow", slow)
     app.router.add_get("/empty", empty)
+    app.router.add_get("/big", big)
+    app.router.add_get("/missing", missing)
     return app
 
 
@@ -286,3 +352,64 @@ def test_refused_connection_raises_oserror():
             await HttpConnection("127.0.0.1", port).request(Request("GET", "/health"), timeout=2)
 
     asyncio.run(test())
+
+
+def test_stream_reads_a_chunked_body_as_it_arrives_and_an_error_body_whole():
+    async def test(host, port):
+        stream = await open_stream(host, port, Request("GET", "/chunked"), head_timeout=5)
+        assert stream.status == 200 and "chunked" in stream.headers["transfer-encoding"]
+        parts = []
+        while data := await stream.read(5):
+            parts.append(data)
+        assert b"".join(parts) == b"alpha,beta,gamma" and stream.ended
+        assert await stream.read(5) == b""
+        missing = await open_stream(host, port, Request("GET", "/missing"), head_timeout=5)
+        assert (missing.status, json.loads(await missing.read_all(5))) == (404, {"error": "not found"})
+        missing.close()
+
+    with_server(test)
+
+
+def test_stream_holds_back_a_reader_that_falls_behind_and_loses_nothing():
+    async def test(host, port):
+        stream = await open_stream(host, port, Request("GET", "/big"), head_timeout=5, high_water=64 * 1024)
+        proto = stream._proto
+        for _ in range(500):  # the server keeps writing while nothing is read
+            if proto.paused:
+                break
+            await asyncio.sleep(0.01)
+        assert proto.paused and proto.buffered <= 64 * 1024 + 256 * 1024  # bounded, not the whole 2 MiB
+        total = 0
+        while data := await stream.read(5):
+            total += len(data)
+        assert total == 2 * 1024 * 1024
+
+    with_server(test)
+
+
+def test_stream_head_timeout_and_read_timeout():
+    async def test(host, port):
+        with pytest.raises(TimeoutError, match="no response head within 0.2 s"):
+            await open_stream(host, port, Request("GET", "/slow"), head_timeout=0.2)
+
+    with_server(test)
+
+    async def holding():
+        async def handle(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(3)
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        try:
+            stream = await open_stream("127.0.0.1", server.sockets[0].getsockname()[1], Request(), head_timeout=5)
+            with pytest.raises(TimeoutError, match="no data within 0.1 s"):
+                await stream.read(0.1)
+            stream.close()
+            assert await stream.read(1) == b""
+        finally:
+            server.close()
+
+    asyncio.run(holding())

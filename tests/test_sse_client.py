@@ -1,4 +1,4 @@
-"""measure/sse.py: the async SSE client (withheld headers, timestamps, resume, errors, shared sessions)."""
+"""measure/sse.py: the async SSE client (withheld headers, timestamps, resume, errors, many clients, framings)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from conductor_perf.formats import runs
@@ -134,20 +133,105 @@ def test_async_iteration_ends_with_the_stream() -> None:
     asyncio.run(scenario())
 
 
-def test_many_clients_share_one_session(srv: ServerThread, root: Path) -> None:
+def test_many_clients_on_one_loop_each_close_only_their_own_connection(srv: ServerThread, root: Path) -> None:
     info, run_dir = make_run(root, 2)
     url = srv.url + f"api/v1/runs/{info.run_id}/stream"
 
     async def scenario() -> None:
-        async with aiohttp.ClientSession() as session:
-            clients = [SSEClient(url, session=session) for _ in range(20)]
-            await asyncio.gather(*(c.connect() for c in clients))
-            await asyncio.gather(*(c.next_matching("status", 10) for c in clients))
-            append(run_dir / "agent-stdout.txt", b"x\n")
-            got = await asyncio.gather(*(c.next_matching("log", 10) for c in clients))
-            assert {e.id for e in got} == {"s=1;e=0"}
-            for c in clients:
-                await c.close()
-            assert not session.closed
+        clients = [SSEClient(url) for _ in range(20)]
+        await asyncio.gather(*(c.connect() for c in clients))
+        await asyncio.gather(*(c.next_matching("status", 10) for c in clients))
+        append(run_dir / "agent-stdout.txt", b"x\n")
+        got = await asyncio.gather(*(c.next_matching("log", 10) for c in clients))
+        assert {e.id for e in got} == {"s=1;e=0"}
+        for c in clients[:10]:
+            await c.close()
+        append(run_dir / "agent-stdout.txt", b"y\n")
+        rest = await asyncio.gather(*(c.next_matching("log", 10) for c in clients[10:]))
+        assert {e.id for e in rest} == {"s=2;e=0"} and all(c.connected for c in clients[10:])
+        for c in clients[10:]:
+            await c.close()
+
+    asyncio.run(scenario())
+
+
+async def _raw_server(response: bytes, *, hold: bool = False) -> tuple[asyncio.AbstractServer, int]:
+    """A server that answers every request with ``response`` split into single bytes, then closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for i in range(len(response)):
+            writer.write(response[i : i + 1])
+            await writer.drain()
+        if hold:
+            await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+_EVENTS = b"id: 1\ndata: a\n\nevent: log\r\ndata: b\r\n\r\n"
+_SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+
+
+def _chunked(body: bytes, cuts: list[int]) -> bytes:
+    parts = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + _EVENTS,
+        _SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(_EVENTS, [9, 30]),
+        _SSE_HEAD + b"Content-Length: %d\r\n\r\n" % len(_EVENTS) + _EVENTS,
+    ],
+    ids=["until-close", "chunked", "content-length"],
+)
+def test_events_are_parsed_whatever_the_framing_and_however_the_bytes_arrive(framing: bytes) -> None:
+    async def scenario() -> None:
+        server, port = await _raw_server(framing)
+        try:
+            async with SSEClient(f"http://127.0.0.1:{port}/s") as client:
+                got = [(ev.event, ev.data, ev.id) async for ev in client]
+            assert got == [("message", "a", "1"), ("log", "b", None)]
+            assert client.response_headers["Content-Type"] == "text/event-stream"
+        finally:
+            server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_cut_inside_a_chunk_ends_as_broken() -> None:
+    async def scenario() -> None:
+        cut = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"10\r\ndata: a\n\n")  # fmt: skip
+        server, port = await _raw_server(cut)
+        try:
+            async with SSEClient(f"http://127.0.0.1:{port}/s") as client:
+                assert (await client.next_event(5)).data == "a"
+                with pytest.raises(StreamEnded, match="stream broke"):
+                    await client.next_event(5)
+        finally:
+            server.close()
+
+    asyncio.run(scenario())
+
+
+def test_connection_refused_and_a_bad_url_are_sse_errors() -> None:
+    import socket
+
+    from conductor_perf.measure.sse import SSEError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+
+    async def scenario() -> None:
+        with pytest.raises(SSEError, match="cannot connect to"):
+            await SSEClient(f"http://127.0.0.1:{port}/s").connect()
+        with pytest.raises(SSEError, match="needs an http:// URL"):
+            await SSEClient("https://127.0.0.1/s").connect()
 
     asyncio.run(scenario())

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -31,10 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from ..formats import bus, runs
-from ..formats.sse import SSEParser
 from ..formats.yamlio import parse_flat
 from ..measure import load
 from ..measure.histogram import LatencyHistogram
@@ -461,65 +457,8 @@ def _log_line(data: str) -> str | None:
         return None
 
 
-class _SlowSubscriber:
-    """A raw socket that subscribes, then reads nothing until told to (a tiny receive buffer).
-
-    It speaks HTTP/1.0, so the stream comes without chunked framing and ends with the connection.
-    """
-
-    def __init__(self, target: Target, path: str) -> None:
-        self.sock = socket.socket(
-            socket.AF_INET6 if ":" in target.host else socket.AF_INET, socket.SOCK_STREAM
-        )
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.settimeout(5)
-        self.sock.connect((target.host, target.port))
-        headers = "".join(f"{k}: {v}\r\n" for k, v in target.auth_headers().items())
-        self.sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {target.host}:{target.port}\r\n"
-                          f"Accept: text/event-stream\r\n{headers}\r\n".encode())  # fmt: skip
-
-    def drain(self, last: str, timeout: float) -> tuple[list[str], bool]:
-        """Read until the line ``last`` arrived, the stream ended, or ``timeout``; (lines, ended)."""
-        parser = SSEParser()
-        lines: list[str] = []
-        head = b""
-        in_body = False
-        deadline = time.monotonic() + timeout
-        ended = False
-        while not lines or lines[-1] != last:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self.sock.settimeout(min(1.0, remaining))
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                ended = True
-                break
-            if not chunk:
-                ended = True
-                break
-            if not in_body:
-                head += chunk
-                if b"\r\n\r\n" not in head:
-                    continue
-                _, chunk = head.split(b"\r\n\r\n", 1)
-                in_body = True
-            for ev in parser.feed(chunk):
-                if ev.event == "log":
-                    line = _log_line(ev.data)
-                    if line is not None:
-                        lines.append(line)
-        return lines, ended
-
-    def close(self) -> None:
-        """Close the socket."""
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+SLOW_RECEIVE_BUFFER = 4096
+"""A slow subscriber's kernel receive buffer (bytes): it fills at once, so the server must hold its lines."""
 
 
 async def _collect(client: SSEClient, want: set[str], got: list[tuple[str, int]], deadline: float,
@@ -552,17 +491,18 @@ async def _sse_burst(target: Target, root: Path, lines: int, subscribers: int, s
     info = synthetic_running_run(root, "sse-burst")
     url = target.endpoint(_stream_path(info.run_id))
     expected = [f"burst line {k} of {info.run_id}" for k in range(1, lines + 1)]
-    slow_subs: list[_SlowSubscriber] = []
-    connector = aiohttp.TCPConnector(limit=0, force_close=True)
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-    clients = [SSEClient(url, api_key=target.api_key, session=session, headers_timeout=timeout)
-               for _ in range(subscribers)]  # fmt: skip
+    clients = [SSEClient(url, api_key=target.api_key, headers_timeout=timeout) for _ in range(subscribers)]
+    # slow subscribers read nothing more than the head until the fast ones are done: a tiny kernel
+    # buffer fills at once, and the server has to keep their lines
+    slow_subs = [SSEClient(url, api_key=target.api_key, headers_timeout=timeout, read_ahead=0,
+                           receive_buffer=SLOW_RECEIVE_BUFFER) for _ in range(slow)]  # fmt: skip
     connecting: list[asyncio.Future[None]] = []
+    slow_connecting: list[asyncio.Future[None]] = []
     try:
-        slow_subs = [_SlowSubscriber(target, _stream_path(info.run_id)) for _ in range(slow)]
+        slow_connecting = [asyncio.ensure_future(c.connect()) for c in slow_subs]
         connecting = [asyncio.ensure_future(c.connect()) for c in clients]
         # the real server withholds headers until its first event: the request being sent is enough
-        done, _ = await asyncio.wait(connecting, timeout=2.0)
+        done, _ = await asyncio.wait(slow_connecting + connecting, timeout=2.0)
         for fut in done:
             if fut.exception() is not None:
                 raise SSEError(f"subscriber could not connect: {fut.exception()}")
@@ -603,23 +543,24 @@ async def _sse_burst(target: Target, root: Path, lines: int, subscribers: int, s
             d.latency = own.summary()
             fast.append(d)
         slow_results: list[Delivery] = []
+        await _settle(slow_connecting, timeout)
         for i, sub in enumerate(slow_subs):
-            got_lines, ended = await asyncio.get_running_loop().run_in_executor(None, sub.drain, expected[-1],
-                                                                                 timeout)  # fmt: skip
-            d = judge_delivery(f"slow subscriber {i + 1}", expected, got_lines)
+            got_slow: list[tuple[str, int]] = []
+            if sub.connected:  # drain what the server kept, until the burst's last line or the stream ends
+                ended, _ = await _collect(sub, {expected[-1]}, got_slow, time.monotonic() + timeout, timeout)
+            else:
+                ended = True
+            d = judge_delivery(f"slow subscriber {i + 1}", expected, (text for text, _ in got_slow))
             d.ended_early = ended and d.missing > 0
             slow_results.append(d)
         return SseBurst(lines=lines, run_id=info.run_id, fast=fast, slow=slow_results, latency=hist.summary(),
                         histogram=hist.encode(), connected=sum(1 for c in clients if c.connected),
                         backlog=backlog)  # fmt: skip
     finally:
-        for fut in connecting:
+        for fut in connecting + slow_connecting:
             fut.cancel()
-        for sub in slow_subs:
-            sub.close()
-        for c in clients:
+        for c in clients + slow_subs:
             await c.close()
-        await session.close()
         finish_run(root, info)
 
 

@@ -15,12 +15,13 @@ server's ``max_clients_per_run``, 10 by default), or failed. Only then are the m
 sent, followed by an ``end`` marker after which each client closes its stream.
 
 **Clients** are :class:`conductor_perf.measure.sse.SSEClient` objects on one asyncio loop per
-client process (``processes`` forked processes share the clients; one by default). The writer runs
-in the calling process, so its pacing never competes with the clients for the GIL. Each client
-process records its event-loop lag (a 10 ms probe) and its CPU during delivery: when the clients
-were the bottleneck (:data:`LAG_BUDGET_MS`, :data:`CPU_BUDGET_PERCENT`) the result says so in
-:attr:`SSEResult.saturation_reason`. Latencies are recorded in HDR histograms per process and
-merged exactly.
+client process (``processes`` worker processes of a :class:`~conductor_perf.measure.workers.WorkerPool`
+share the clients; one by default). The writer runs in the calling process, so its pacing never
+competes with the clients for the GIL. Each client process records its event-loop lag
+(:class:`~conductor_perf.measure.workers.LagProbe`, 10 ms) and its CPU during delivery: when the
+clients were the bottleneck (:data:`LAG_BUDGET_MS`, :data:`CPU_BUDGET_PERCENT`) the result says so
+in :attr:`SSEResult.saturation_reason`. Latencies are recorded in HDR histograms per process and
+merged exactly (:func:`~conductor_perf.measure.workers.merge_reports`).
 
 **Checks** are pure functions: :func:`check_delivery` counts missing, duplicated, out-of-order and
 unexpected events of one client against the expected order (write order for log lines, file order
@@ -38,25 +39,31 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import queue as queue_mod
 import re
 import secrets
 import statistics
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
 import httpx
 
 from ..formats import runs
 from ..measure.histogram import LatencyHistogram
 from ..measure.rawhttp import HttpConnection, HttpProtocolError, Request
 from ..measure.sse import SSEClient, SSEError, SSEStatusError
+from ..measure.workers import (
+    LAG_PROBE_INTERVAL_S,
+    LagProbe,
+    WorkerContext,
+    WorkerPool,
+    WorkerReport,
+    cpu_reason,
+    lag_reason,
+    merge_reports,
+)
 from ..target import Target, is_loopback
 
 __all__ = [
@@ -86,7 +93,7 @@ PROJECT = "perf-sse"
 PRIMER_INTERVAL_S = 0.2
 """Pause between primer events while waiting for every client to be subscribed."""
 PROGRESS_EVERY_S = 2.0
-LAG_PROBE_S = 0.010
+LAG_PROBE_S = LAG_PROBE_INTERVAL_S
 LAG_BUDGET_MS = 10.0
 """Client event-loop lag p99 above which the clients, not the server, may have set the latency."""
 CPU_BUDGET_PERCENT = 90.0
@@ -216,15 +223,6 @@ class ClientRecord:
 
 
 @dataclass
-class _ChildResult:
-    records: list[ClientRecord]
-    histogram: str
-    lag: str
-    cpu_s: float
-    active_s: float
-
-
-@dataclass
 class SSEResult:
     """The outcome of one SSE measurement (all clients, all client processes)."""
 
@@ -329,15 +327,10 @@ class SSEResult:
     @property
     def saturation_reason(self) -> str:
         """Why the clients themselves may have set the latency ('' when they kept up)."""
-        reasons = []
-        if self.lag.count and self.lag.percentile_ms(99) > LAG_BUDGET_MS:
-            reasons.append(f"client event-loop lag p99 {self.lag.percentile_ms(99):.1f} ms, max "
-                           f"{self.lag.max_us / 1000:.1f} ms (budget {LAG_BUDGET_MS:g} ms)")  # fmt: skip
-        if self.client_cpu_percent > CPU_BUDGET_PERCENT:
-            who = "busiest client process" if self.processes > 1 else "client process"
-            reasons.append(f"{who} used {self.client_cpu_percent:.0f} % of a CPU core during delivery "
-                           f"(budget {CPU_BUDGET_PERCENT:.0f} %)")  # fmt: skip
-        return "; ".join(reasons)
+        who = "busiest client process" if self.processes > 1 else "client process"
+        reasons = [lag_reason(self.lag, LAG_BUDGET_MS, what="client event-loop lag"),
+                   cpu_reason(self.client_cpu_percent, CPU_BUDGET_PERCENT, who=who, when=" during delivery")]  # fmt: skip
+        return "; ".join(r for r in reasons if r)
 
     def latency_series(self) -> dict[str, list[list[float]]]:
         """Per-event latency over time (x: seconds since the first send, y: ms).
@@ -397,9 +390,9 @@ class SSEResult:
 # --------------------------------------------------------------------------------------------
 # client processes
 # --------------------------------------------------------------------------------------------
-# per client process, in a shared array: connected, ready, refused, failed, done
-_SLOTS = 5
-_CONNECTED, _READY, _REFUSED, _FAILED, _DONE = range(_SLOTS)
+# per client process, counted in the worker pool: connected, ready, refused, failed, done
+_CONNECTED, _READY, _REFUSED, _FAILED, _DONE = "connected", "ready", "refused", "failed", "done"
+_COUNTERS = (_CONNECTED, _READY, _REFUSED, _FAILED, _DONE)
 
 
 @dataclass
@@ -413,37 +406,29 @@ class _ChildSpec:
     last_seq: int | None = None
 
 
-async def _child(spec: _ChildSpec, index: int, state: Any, stop: Any) -> _ChildResult:
-    base = index * _SLOTS
+async def _child(spec: _ChildSpec, ctx: WorkerContext) -> WorkerReport:
     deadline = time.monotonic() + spec.timeout_s
     records = [ClientRecord() for _ in range(spec.clients)]
     hist = LatencyHistogram()
-    lag = LatencyHistogram()
     window = [0.0, 0.0, 0.0]  # cpu at first event, wall at first event, wall at last event
     cpu_end = [0.0]
-    session = aiohttp.ClientSession(
-        auto_decompress=False, connector=aiohttp.TCPConnector(limit=0, force_close=True)
-    )
-
-    def bump(slot: int) -> None:
-        state[base + slot] += 1
 
     async def one(rec: ClientRecord) -> None:
         client = SSEClient(spec.url, headers=spec.headers, connect_timeout=5.0,
-                           headers_timeout=max(1.0, deadline - time.monotonic()), session=session)  # fmt: skip
+                           headers_timeout=max(1.0, deadline - time.monotonic()))  # fmt: skip
         try:
             try:
                 await client.connect()
             except SSEStatusError as exc:
                 rec.status, rec.error = exc.status, exc.body.strip()[:200]
-                bump(_REFUSED if exc.status == 429 else _FAILED)
+                ctx.add(_REFUSED if exc.status == 429 else _FAILED)
                 return
             except (SSEError, TimeoutError, OSError) as exc:
                 rec.error = f"{type(exc).__name__}: {exc}"[:200]
-                bump(_FAILED)
+                ctx.add(_FAILED)
                 return
             rec.status = 200
-            bump(_CONNECTED)
+            ctx.add(_CONNECTED)
             while True:
                 ev = await client.next_event(max(0.0, deadline - time.monotonic()))
                 st = parse_stamp(ev.data, spec.token, stub_warmup=spec.stub_warmup)
@@ -452,7 +437,7 @@ async def _child(spec: _ChildSpec, index: int, state: Any, stop: Any) -> _ChildR
                     continue
                 if not rec.ready:
                     rec.ready = True
-                    bump(_READY)
+                    ctx.add(_READY)
                 if st.kind == "event":
                     us = latency_us(st.sent_ns, ev.received_ns)
                     rec.seqs.append(st.seq)
@@ -468,10 +453,10 @@ async def _child(spec: _ChildSpec, index: int, state: Any, stop: Any) -> _ChildR
                 elif st.kind == "end":
                     break
             rec.done = True
-            bump(_DONE)
+            ctx.add(_DONE)
         except (SSEError, TimeoutError, OSError) as exc:
             rec.error = f"{type(exc).__name__}: {exc}"[:200]
-            bump(_FAILED)
+            ctx.add(_FAILED)
         except asyncio.CancelledError:
             rec.error = rec.error or "stopped before the end marker"
             raise
@@ -479,52 +464,38 @@ async def _child(spec: _ChildSpec, index: int, state: Any, stop: Any) -> _ChildR
             await client.close()
 
     tasks = [asyncio.ensure_future(one(r)) for r in records]
+    probe = LagProbe(LAG_PROBE_S)
     try:
-        while not all(t.done() for t in tasks):
-            target = time.monotonic() + LAG_PROBE_S
-            await asyncio.sleep(LAG_PROBE_S)
-            now = time.monotonic()
-            lag.record_us(max(0.0, now - target) * 1e6)
-            if stop.is_set() or now > deadline:
-                break
+        await probe.run(lambda now: all(t.done() for t in tasks) or ctx.stop_requested() or now > deadline)
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await session.close()
     active = window[2] - window[1]
-    return _ChildResult(records, hist.encode(), lag.encode(), max(0.0, cpu_end[0] - window[0]), active)
+    return WorkerReport(ctx.name, histograms={"latency": hist.encode(), "lag": probe.histogram.encode()},
+                        records=records, cpu_s=max(0.0, cpu_end[0] - window[0]), wall_s=active)  # fmt: skip
 
 
-def _child_main(spec: _ChildSpec, index: int, state: Any, stop: Any, results: Any) -> None:
-    try:
-        results.put((index, "ok", asyncio.run(_child(spec, index, state, stop))))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
-        results.put((index, "error", traceback.format_exc()))
+def _client_worker(spec: _ChildSpec, ctx: WorkerContext) -> WorkerReport:
+    """One client process: its share of the clients on one event loop, from the common start."""
+    ctx.wait_start()
+    return asyncio.run(_child(spec, ctx))
 
 
 class _ClientPool:
-    """``clients`` SSE clients of one URL in ``processes`` forked processes."""
+    """``clients`` SSE clients of one URL in ``processes`` worker processes, with their counters."""
 
     def __init__(self, spec: _ChildSpec, processes: int) -> None:
-        self.ctx = multiprocessing.get_context("fork")
         self.sizes = split(spec.clients, processes)
-        self.state = self.ctx.RawArray("q", len(self.sizes) * _SLOTS)
-        self.stop = self.ctx.Event()
-        self.results = self.ctx.Queue()
-        self.procs = []
-        for i, n in enumerate(self.sizes):
-            child = _ChildSpec(**{**spec.__dict__, "clients": n})
-            self.procs.append(self.ctx.Process(target=_child_main, args=(child, i, self.state, self.stop, self.results),
-                                               name=f"conductor-perf-sse-{i}", daemon=True))  # fmt: skip
+        shares = [_ChildSpec(**{**spec.__dict__, "clients": n}) for n in self.sizes]
+        self.pool = WorkerPool(_client_worker, shares, name="sse-clients", counters=_COUNTERS)
         self.total = spec.clients
 
     def start(self) -> None:
-        for p in self.procs:
-            p.start()
+        self.pool.start()
 
-    def count(self, slot: int) -> int:
-        return int(sum(self.state[i * _SLOTS + slot] for i in range(len(self.sizes))))
+    def count(self, counter: str) -> int:
+        return self.pool.total(counter)
 
     @property
     def settled(self) -> int:
@@ -540,43 +511,16 @@ class _ClientPool:
         return (f"{self.count(_CONNECTED)} connected, {self.count(_READY)} subscribed, {self.count(_REFUSED)} "
                 f"refused (429), {self.count(_FAILED)} failed, {self.count(_DONE)} done of {self.total}")  # fmt: skip
 
-    def collect(self, timeout: float) -> list[_ChildResult]:
-        """Stop the clients, gather every process's result (bounded), join the processes."""
-        self.stop.set()
-        out: dict[int, _ChildResult] = {}
-        failures: list[str] = []
-        deadline = time.monotonic() + timeout
-        try:
-            while len(out) + len(failures) < len(self.procs):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    failures.append(f"client processes gave no result within {timeout:g} s")
-                    break
-                try:
-                    idx, status, payload = self.results.get(timeout=min(remaining, 0.2))
-                except queue_mod.Empty:
-                    if not any(p.is_alive() for p in self.procs) and self.results.empty():
-                        failures.append("client processes exited without a result")
-                        break
-                    continue
-                if status == "ok":
-                    out[idx] = payload
-                else:
-                    failures.append(f"client process {idx} failed:\n{payload}")
-        finally:
-            self.close()
-        if failures:
-            raise RuntimeError("; ".join(failures))
-        return [out[i] for i in range(len(self.procs))]
+    def check(self) -> None:
+        """Raise at once if a client process died (its clients would never settle)."""
+        self.pool.check()
+
+    def collect(self, timeout: float) -> list[WorkerReport]:
+        """Stop the clients, gather every process's report (bounded), stop the processes."""
+        return self.pool.collect(timeout, stop=True)
 
     def close(self) -> None:
-        self.stop.set()
-        for p in self.procs:
-            p.join(timeout=5.0)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=5.0)
-        self.results.close()
+        self.pool.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,6 +645,7 @@ async def _wait_ready(
     k = 0
     start = last = time.monotonic()
     while pool.settled < pool.total and time.monotonic() < deadline:
+        pool.check()
         k += 1
         await source.primer(k)
         await asyncio.sleep(PRIMER_INTERVAL_S)
@@ -713,6 +658,7 @@ async def _wait_ready(
 async def _wait_done(pool: _ClientPool, deadline: float, on_progress: ProgressFn | None) -> None:
     start = last = time.monotonic()
     while pool.finished < pool.total and time.monotonic() < deadline:
+        pool.check()
         await asyncio.sleep(0.02)
         now = time.monotonic()
         if now - last >= PROGRESS_EVERY_S:
@@ -743,7 +689,7 @@ async def _paced(
 @dataclass
 class _Run:
     sent: dict[int, int]
-    children: list[_ChildResult]
+    children: list[WorkerReport]
     ready_s: float
     send_s: float
     drain_s: float
@@ -783,18 +729,10 @@ def _measure(spec: _ChildSpec, processes: int, source: Any, send: Callable[[], A
 
 def _result(run: _Run, *, context: str, stream: str, path: str, mode: str, clients: int, expected: list[int],
             history: int = 0, bus_lost: int = 0, notes: list[str] | None = None) -> SSEResult:  # fmt: skip
-    hist, lag = LatencyHistogram(), LatencyHistogram()
-    cpu = []
-    records: list[ClientRecord] = []
-    for child in run.children:
-        hist.merge(LatencyHistogram.decode(child.histogram))
-        lag.merge(LatencyHistogram.decode(child.lag))
-        records.extend(child.records)
-        if child.active_s > 0.05:
-            cpu.append(100.0 * child.cpu_s / child.active_s)
-    return SSEResult(context=context, stream=stream, path=path, mode=mode, clients=clients, processes=len(run.children),
-                     expected=expected, records=records, histogram=hist, lag=lag,
-                     client_cpu_percent=max(cpu, default=0.0), ready_s=run.ready_s, send_s=run.send_s,
+    merged = merge_reports(run.children)
+    return SSEResult(context=context, stream=stream, path=path, mode=mode, clients=clients, processes=merged.workers,
+                     expected=expected, records=merged.records, histogram=merged.histogram("latency"),
+                     lag=merged.histogram("lag"), client_cpu_percent=max(merged.cpu_percents(min_wall_s=0.05), default=0.0), ready_s=run.ready_s, send_s=run.send_s,
                      drain_s=run.drain_s, events_sent=len(run.sent), history=history, bus_lost=bus_lost,
                      notes=list(notes or []))  # fmt: skip
 

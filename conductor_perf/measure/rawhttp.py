@@ -9,7 +9,10 @@ reached about 4,000). This client does only what a load test needs, and does it 
 * responses framed by ``Content-Length``, ``Transfer-Encoding: chunked`` or connection close;
   ``1xx`` interim responses skipped; no body for ``HEAD``, ``204`` and ``304``;
 * a per-request timeout that aborts the connection (a late response can never be read as the
-  answer to the next request).
+  answer to the next request);
+* streamed responses (:func:`open_stream`): the head as soon as it arrives, then the body as it
+  comes (chunked, ``Content-Length`` or until close), with back-pressure on a reader that falls
+  behind -- what an SSE client needs (:mod:`conductor_perf.measure.sse`).
 
 Example::
 
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,7 +130,7 @@ class Response:
         return self.body.decode("utf-8", "replace")
 
 
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _TRAILER, _UNTIL_EOF, _DONE = range(7)
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _TRAILER, _UNTIL_EOF, _DONE, _CHUNK_END = range(8)
 
 
 class ResponseParser:
@@ -133,9 +138,15 @@ class ResponseParser:
 
     Args:
         expect_body: ``False`` for a response to ``HEAD`` (no body whatever the headers say).
+        stream: hand out the body as it arrives instead of in one piece (see below).
 
     Feed bytes with :meth:`feed`; it returns the :class:`Response` once complete, else ``None``.
     Bytes after the response are kept in :attr:`rest`. Call :meth:`feed_eof` when the peer closed.
+
+    With ``stream=True`` :meth:`feed` returns the response *head* (a :class:`Response` with an
+    empty body) once, as soon as the head is complete; the body bytes decoded so far are taken
+    with :meth:`take_body`, and :attr:`done` tells when the body is complete. The header lines
+    as sent (names not lower-cased) are in :attr:`raw_headers`.
     """
 
     __slots__ = (
@@ -150,9 +161,14 @@ class ResponseParser:
         "_body",
         "rest",
         "received_any",
+        "_stream",
+        "raw_headers",
     )
 
-    def __init__(self, expect_body: bool = True):
+    def __init__(self, expect_body: bool = True, *, stream: bool = False):
+        self._stream = stream
+        #: stream mode: the header lines as sent, ``[(name, value), ...]``
+        self.raw_headers: list[tuple[str, str]] = []
         self._buf = bytearray()
         self._state = _HEAD
         self._expect_body = expect_body
@@ -166,15 +182,35 @@ class ResponseParser:
         #: whether any byte of a response has arrived
         self.received_any = False
 
+    @property
+    def done(self) -> bool:
+        """Whether the whole response (head and body) has been parsed."""
+        return self._state == _DONE
+
+    def take_body(self) -> bytes:
+        """Stream mode: the body bytes decoded since the last call (``b""`` when none)."""
+        if not self._body:
+            return b""
+        data = bytes(self._body)
+        self._body.clear()
+        return data
+
     def feed(self, data: bytes) -> Response | None:
-        """Add received bytes; return the response when it is complete."""
+        """Add received bytes; return the response when it is complete (stream mode: its head, once)."""
         if data:
             self.received_any = True
             self._buf += data
-        return self._advance()
+        return self._advance_stream() if self._stream else self._advance()
 
     def feed_eof(self) -> Response | None:
         """The peer closed: complete a read-until-close body, or raise :class:`ConnectionClosedError`."""
+        if self._stream:
+            head = self._advance_stream()
+            if self._state in (_UNTIL_EOF, _DONE):
+                self._state = _DONE
+                return head
+            where = "before a response" if not self.received_any else "in the middle of a response"
+            raise ConnectionClosedError(f"server closed the connection {where}")
         resp = self._advance()
         if resp is not None:
             return resp
@@ -217,24 +253,8 @@ class ResponseParser:
                 self._state = _DONE
                 return self._response()
             elif state == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > 4096:
-                        raise HttpProtocolError("chunk size line too long")
+                if not self._chunk_size():
                     return None
-                line = bytes(buf[:end]).split(b";", 1)[0].strip()
-                del buf[: end + 2]
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise HttpProtocolError(f"bad chunk size {line!r}") from None
-                if size < 0:
-                    raise HttpProtocolError(f"bad chunk size {line!r}")
-                if size == 0:
-                    self._state = _TRAILER
-                else:
-                    self._remaining = size
-                    self._state = _CHUNK_DATA
             elif state == _CHUNK_DATA:
                 n = self._remaining
                 if len(buf) < n + 2:
@@ -245,14 +265,9 @@ class ResponseParser:
                 del buf[: n + 2]
                 self._state = _CHUNK_SIZE
             elif state == _TRAILER:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD_BYTES:
-                        raise HttpProtocolError("trailer too long")
+                if not self._trailer_line():
                     return None
-                del buf[: end + 2]
-                if end == 0:
-                    self._state = _DONE
+                if self._state == _DONE:
                     return self._response()
             elif state == _UNTIL_EOF:
                 self._body += buf
@@ -260,6 +275,89 @@ class ResponseParser:
                 return None
             else:  # _DONE
                 return None
+
+    def _chunk_size(self) -> bool:
+        """Read a chunk-size line (the next state is set); ``False`` when it is not complete yet."""
+        buf = self._buf
+        end = buf.find(b"\r\n")
+        if end < 0:
+            if len(buf) > 4096:
+                raise HttpProtocolError("chunk size line too long")
+            return False
+        line = bytes(buf[:end]).split(b";", 1)[0].strip()
+        del buf[: end + 2]
+        try:
+            size = int(line, 16)
+        except ValueError:
+            raise HttpProtocolError(f"bad chunk size {line!r}") from None
+        if size < 0:
+            raise HttpProtocolError(f"bad chunk size {line!r}")
+        if size == 0:
+            self._state = _TRAILER
+        else:
+            self._remaining = size
+            self._state = _CHUNK_DATA
+        return True
+
+    def _trailer_line(self) -> bool:
+        """Skip one trailer line (the empty one ends the response); ``False`` when it is not complete yet."""
+        buf = self._buf
+        end = buf.find(b"\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD_BYTES:
+                raise HttpProtocolError("trailer too long")
+            return False
+        del buf[: end + 2]
+        if end == 0:
+            self._state = _DONE
+        return True
+
+    def _advance_stream(self) -> Response | None:  # noqa: C901 - the same state machine, body in pieces
+        buf = self._buf
+        head = None
+        while True:
+            state = self._state
+            if state == _HEAD:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD_BYTES:
+                        raise HttpProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
+                    return head
+                text = bytes(buf[:end]).decode("latin-1")
+                del buf[: end + 4]
+                if self._parse_head(text):
+                    continue  # a 1xx interim response: read the next head
+                head = Response(self._status, self._reason, self._headers, b"", self._keep_alive)
+            elif state in (_LENGTH, _CHUNK_DATA):
+                if not buf:
+                    return head
+                n = min(len(buf), self._remaining)
+                self._body += buf[:n]
+                del buf[:n]
+                self._remaining -= n
+                if not self._remaining:
+                    self._state = _DONE if state == _LENGTH else _CHUNK_END
+            elif state == _CHUNK_END:
+                if len(buf) < 2:
+                    return head
+                if buf[:2] != b"\r\n":
+                    raise HttpProtocolError("chunk data not followed by CRLF")
+                del buf[:2]
+                self._state = _CHUNK_SIZE
+            elif state == _CHUNK_SIZE:
+                if not self._chunk_size():
+                    return head
+            elif state == _TRAILER:
+                if not self._trailer_line():
+                    return head
+            elif state == _UNTIL_EOF:
+                self._body += buf
+                buf.clear()
+                return head
+            else:  # _DONE
+                self.rest = bytes(buf)
+                buf.clear()
+                return head
 
     def _parse_head(self, head: str) -> bool:
         """Parse a status line and headers; set the body state. Returns True for a 1xx response."""
@@ -274,6 +372,7 @@ class ResponseParser:
         if not 100 <= status <= 999:
             raise HttpProtocolError(f"bad status code in {lines[0][:100]!r}")
         headers: dict[str, str] = {}
+        raw: list[tuple[str, str]] = []
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep:
@@ -281,11 +380,14 @@ class ResponseParser:
             key = name.strip().lower()
             value = value.strip()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
+            if self._stream:
+                raw.append((name.strip(), value))
         if 100 <= status < 200 and status != 101:
             return True
         self._status = status
         self._reason = parts[2] if len(parts) > 2 else ""
         self._headers = headers
+        self.raw_headers = raw
         conn = headers.get("connection", "").lower()
         if parts[0] == "HTTP/1.0":
             self._keep_alive = "keep-alive" in conn
@@ -509,3 +611,222 @@ class HttpConnection:
 def _expire(waiter: asyncio.Future[Response], timeout: float | None) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError(f"request timed out after {timeout} s"))
+
+
+# --------------------------------------------------------------------------------------------
+# streamed responses
+# --------------------------------------------------------------------------------------------
+STREAM_HIGH_WATER = 256 * 1024
+"""A stream stops reading from its socket while this many body bytes wait for the reader."""
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """Feeds a stream-mode parser; hands out the head once and body bytes as they are decoded."""
+
+    def __init__(self, parser: ResponseParser, high_water: int) -> None:
+        self.parser = parser
+        self.high_water = high_water
+        self.transport: asyncio.Transport | None = None
+        self.head: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.paused = False
+        self.ended = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.ended:
+            return
+        try:
+            head = self.parser.feed(data)
+        except Exception as exc:  # protocol error: the stream cannot be trusted any more
+            self._fail(exc)
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        self._take(head)
+        if self.parser.done:
+            self.ended = True
+            if self.transport is not None:
+                self.transport.close()
+        elif self.buffered > self.high_water and not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+            self.paused = True
+        self._wake()
+
+    def _take(self, head: Response | None) -> None:
+        if head is not None and not self.head.done():
+            self.head.set_result(head)
+        body = self.parser.take_body()
+        if body:
+            self.chunks.append(body)
+            self.buffered += len(body)
+
+    def eof_received(self) -> bool:
+        self._finish(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc)
+
+    def _finish(self, exc: Exception | None) -> None:
+        if not self.ended:
+            try:
+                self._take(self.parser.feed_eof())
+            except Exception as err:
+                if exc is not None:
+                    err.__cause__ = exc
+                self._fail(err)
+                return
+            self.ended = True
+        if not self.head.done():
+            self.head.set_exception(ConnectionClosedError("server closed the connection before a response"))
+        self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.ended = True
+        if not self.head.done():
+            self.head.set_exception(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
+class HttpStream:
+    """A response read as it arrives: the head at once, then :meth:`read` body bytes until ``b""``.
+
+    Attributes:
+        status, reason, headers: from the head (header names lower case).
+        raw_headers: the header lines as sent, ``[(name, value), ...]``.
+        sent_at: ``time.monotonic()`` when the request was handed to the socket.
+    """
+
+    def __init__(self, proto: _StreamProtocol, head: Response, sent_at: float) -> None:
+        self._proto = proto
+        self.status = head.status
+        self.reason = head.reason
+        self.headers = head.headers
+        self.raw_headers = list(proto.parser.raw_headers)
+        self.sent_at = sent_at
+
+    @property
+    def ended(self) -> bool:
+        """Whether the body is complete (or the connection gone) and every byte has been read."""
+        return self._proto.ended and not self._proto.chunks
+
+    async def read(self, timeout: float | None = None) -> bytes:
+        """The body bytes that arrived since the last call, waiting for some; ``b""`` at the end.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout`` seconds (the stream stays usable).
+            ConnectionClosedError, HttpProtocolError, OSError: the stream broke.
+        """
+        p = self._proto
+        loop = asyncio.get_running_loop()
+        while not p.chunks:
+            if p.error is not None:
+                raise p.error
+            if p.ended:
+                return b""
+            fut: asyncio.Future[None] = loop.create_future()
+            p.waiter = fut
+            handle = None if timeout is None else loop.call_later(timeout, _expire_read, fut, timeout)
+            try:
+                await fut
+            finally:
+                p.waiter = None
+                if handle is not None:
+                    handle.cancel()
+        data = p.chunks.popleft() if len(p.chunks) == 1 else b"".join(p.chunks)
+        p.chunks.clear()
+        p.buffered = 0
+        if p.paused and p.transport is not None:
+            p.paused = False
+            p.transport.resume_reading()
+        return data
+
+    async def read_all(self, timeout: float) -> bytes:
+        """The rest of the body (for a short answer such as an error envelope), within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        parts = []
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"body not complete within {timeout:g} s")
+            data = await self.read(left)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        t = self._proto.transport
+        self._proto.ended = True
+        if t is not None and not t.is_closing():
+            t.close()
+
+
+def _expire_read(fut: asyncio.Future[None], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError(f"no data within {timeout:g} s"))
+
+
+async def open_stream(host: str, port: int, request: Request, *, connect_timeout: float = 5.0,
+                      head_timeout: float | None = None, high_water: int = STREAM_HIGH_WATER,
+                      receive_buffer: int | None = None) -> HttpStream:  # fmt: skip
+    """Connect, send ``request`` and return as soon as the response head arrived.
+
+    Args:
+        host, port: the server (the caller decides what is allowed).
+        request: the request; its body, if any, is sent at once.
+        connect_timeout: seconds for the TCP connect (``TimeoutError``).
+        head_timeout: seconds from sending to the complete head (``TimeoutError``); ``None``: no limit.
+        high_water: body bytes kept for a reader that falls behind before the socket is paused
+            (0: nothing more is read from the socket until the reader asks).
+        receive_buffer: the socket's kernel receive buffer (``SO_RCVBUF``), set before the
+            connect; a small one with ``high_water=0`` makes a subscriber that holds the server back.
+
+    Raises:
+        TimeoutError, OSError (e.g. connection refused), ConnectionClosedError, HttpProtocolError.
+    """
+    loop = asyncio.get_running_loop()
+    parser = ResponseParser(expect_body=request.method.upper() != "HEAD", stream=True)
+    try:
+        if receive_buffer is None:
+            transport, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: _StreamProtocol(parser, high_water), host, port), connect_timeout
+            )
+        else:
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+                sock.setblocking(False)
+                await asyncio.wait_for(loop.sock_connect(sock, (host, port)), connect_timeout)
+                transport, proto = await loop.create_connection(lambda: _StreamProtocol(parser, high_water),
+                                                                sock=sock)  # fmt: skip
+            except BaseException:
+                sock.close()
+                raise
+    except TimeoutError:
+        raise TimeoutError(f"connect to {host}:{port} timed out after {connect_timeout:g} s") from None
+    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        sent_at = _monotonic()
+        transport.write(request.encode(host_header))
+        try:
+            head = await asyncio.wait_for(proto.head, head_timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no response head within {head_timeout:g} s") from None
+    except BaseException:
+        transport.abort()
+        raise
+    return HttpStream(proto, head, sent_at)

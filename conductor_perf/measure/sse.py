@@ -1,4 +1,5 @@
-"""An async Server-Sent Events client for measurements (aiohttp + :mod:`conductor_perf.formats.sse`).
+"""An async Server-Sent Events client for measurements (:mod:`conductor_perf.measure.rawhttp` streams +
+:mod:`conductor_perf.formats.sse`).
 
 What it is built for:
 
@@ -10,8 +11,10 @@ What it is built for:
   the bytes that completed it arrived), for delivery-latency measurements;
 * **resume** -- :meth:`SSEClient.reconnect` reconnects with ``Last-Event-ID`` set to the last id
   received (``s=N;e=M`` for run streams, a message id for message streams);
-* **many clients** -- pass one shared ``aiohttp.ClientSession`` to hundreds of clients;
-  :meth:`SSEClient.close` releases only the client's own connection.
+* **many clients** -- each client is one light connection (no session, no pool): hundreds share
+  one event loop; :meth:`SSEClient.close` closes only the client's own connection;
+* **any framing** -- the body is read as it arrives, chunked, with a ``Content-Length`` or until
+  the server closes (an HTTP/1.0-style stream), with back-pressure when the reader falls behind.
 
 Example::
 
@@ -23,17 +26,16 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from ..formats.sse import SSEParser
+from .rawhttp import STREAM_HIGH_WATER, HttpProtocolError, HttpStream, Request, open_stream
 
 __all__ = ["ReceivedEvent", "SSEClient", "SSEError", "SSEStatusError", "StreamEnded", "collect"]
 
@@ -75,11 +77,22 @@ class ReceivedEvent:
         return json.loads(self.data)
 
 
+def _split_url(url: str) -> tuple[str, int, str]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise SSEError(f"SSE client needs an http:// URL with a host, got {url!r}")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.hostname, parts.port or 80, path
+
+
 class SSEClient:
     """One SSE connection with reconnect/resume support.
 
     Args:
-        url: absolute URL of the stream.
+        url: absolute ``http://`` URL of the stream (re-read at each connect, so a reconnect can
+            follow a restarted server to a new address).
         headers: extra request headers.
         api_key: sent as ``Authorization: Bearer <key>`` when non-empty.
         last_event_id: ``Last-Event-ID`` for the first connect (later reconnects use the last id seen).
@@ -88,22 +101,26 @@ class SSEClient:
             server withholds it until its first event -- up to one heartbeat interval).
         read_timeout: seconds without any byte before :meth:`next_event` raises ``TimeoutError``
             (``None`` = wait for ever; per-call timeouts are given to :meth:`next_event`).
-        session: a shared ``aiohttp.ClientSession``; one is created (and closed) when omitted.
+        read_ahead: bytes read from the socket ahead of :meth:`next_event` before reading pauses.
+        receive_buffer: the socket's kernel receive buffer (``SO_RCVBUF``) when set. With
+            ``read_ahead=0`` and a small buffer, a client that does not call :meth:`next_event`
+            holds the server back like a slow subscriber on a slow link.
     """
 
     def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, api_key: str = "",
                  last_event_id: str | None = None, connect_timeout: float = 5.0, headers_timeout: float = 60.0,
-                 read_timeout: float | None = None, session: aiohttp.ClientSession | None = None) -> None:  # fmt: skip
+                 read_timeout: float | None = None, read_ahead: int = STREAM_HIGH_WATER,
+                 receive_buffer: int | None = None) -> None:  # fmt: skip
         self.url = url
+        self.read_ahead = read_ahead
+        self.receive_buffer = receive_buffer
         self.headers = dict(headers or {})
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.connect_timeout = connect_timeout
         self.headers_timeout = headers_timeout
         self.read_timeout = read_timeout
-        self._session = session
-        self._own_session = session is None
-        self._resp: aiohttp.ClientResponse | None = None
+        self._stream: HttpStream | None = None
         self._parser = SSEParser()
         if last_event_id:
             self._parser.last_event_id = last_event_id
@@ -128,42 +145,42 @@ class SSEClient:
     @property
     def connected(self) -> bool:
         """Whether a response is open."""
-        return self._resp is not None and not self.ended
+        return self._stream is not None and not self.ended
 
     async def connect(self) -> None:
         """Open the stream; raises :class:`SSEStatusError` for a non-200 answer, ``TimeoutError`` on time-outs."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(auto_decompress=False,
-                                                  connector=aiohttp.TCPConnector(limit=0, force_close=True))  # fmt: skip
+        host, port, path = _split_url(self.url)
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **self.headers}
         if self._parser.last_event_id:
             headers["Last-Event-ID"] = self._parser.last_event_id
-        timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=self.connect_timeout, sock_read=None)
+        request = Request("GET", path, headers=headers)
         self.request_sent_ns = time.time_ns()
         try:
-            resp = await asyncio.wait_for(
-                self._session.get(self.url, headers=headers, timeout=timeout, allow_redirects=False),
-                self.connect_timeout + self.headers_timeout)  # fmt: skip
-        except aiohttp.ClientConnectorError as exc:
-            raise SSEError(f"cannot connect to {self.url}: {exc}") from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise TimeoutError(f"connect to {self.url} timed out after {self.connect_timeout:g} s") from exc
-        except TimeoutError:
+            stream = await open_stream(host, port, request, connect_timeout=self.connect_timeout,
+                                       head_timeout=self.connect_timeout + self.headers_timeout,
+                                       high_water=self.read_ahead, receive_buffer=self.receive_buffer)  # fmt: skip
+        except TimeoutError as exc:
+            if str(exc).startswith("connect to"):
+                raise TimeoutError(f"connect to {self.url} timed out after {self.connect_timeout:g} s") from exc
             raise TimeoutError(f"no response head from {self.url} within "
                                f"{self.connect_timeout + self.headers_timeout:g} s") from None  # fmt: skip
-        except aiohttp.ClientError as exc:
+        except (ConnectionError, HttpProtocolError) as exc:
+            if isinstance(exc, ConnectionRefusedError):
+                raise SSEError(f"cannot connect to {self.url}: {exc}") from exc
             raise SSEError(f"request to {self.url} failed: {exc}") from exc
+        except OSError as exc:
+            raise SSEError(f"cannot connect to {self.url}: {exc}") from exc
         self.headers_received_ns = time.time_ns()
-        self.status = resp.status
-        self.response_headers = {k: v for k, v in resp.headers.items()}
-        if resp.status != 200:
+        self.status = stream.status
+        self.response_headers = dict(stream.raw_headers)
+        if stream.status != 200:
             try:
-                body = (await asyncio.wait_for(resp.read(), self.headers_timeout)).decode("utf-8", "replace")
-            except (TimeoutError, aiohttp.ClientError):
+                body = (await stream.read_all(self.headers_timeout)).decode("utf-8", "replace")
+            except (TimeoutError, OSError, HttpProtocolError):
                 body = ""
-            resp.release()
-            raise SSEStatusError(resp.status, body, self.response_headers)
-        self._resp = resp
+            stream.close()
+            raise SSEStatusError(stream.status, body, self.response_headers)
+        self._stream = stream
         self.ended = False
         self.connects += 1
 
@@ -172,11 +189,11 @@ class SSEClient:
         :class:`StreamEnded` when the server closes the stream."""
         if self._pending:
             return self._pending.popleft()
-        if self._resp is None:
+        stream = self._stream
+        if stream is None:
             raise SSEError("not connected")
         limit = self.read_timeout if timeout is None else timeout
         deadline = None if limit is None else time.monotonic() + limit
-        content = self._resp.content
         while not self._pending:
             if self.ended:
                 raise StreamEnded("stream ended")
@@ -184,10 +201,10 @@ class SSEClient:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"no event within {limit:g} s")
             try:
-                chunk = await (content.readany() if remaining is None else asyncio.wait_for(content.readany(), remaining))
+                chunk = await stream.read(remaining)
             except TimeoutError:
                 raise TimeoutError(f"no event within {limit:g} s") from None
-            except (aiohttp.ClientError, ConnectionError) as exc:
+            except (OSError, HttpProtocolError) as exc:
                 self.ended = True
                 raise StreamEnded(f"stream broke: {exc}") from exc
             if not chunk:
@@ -219,9 +236,9 @@ class SSEClient:
                 return
 
     async def _drop_response(self) -> None:
-        if self._resp is not None:
-            self._resp.close()  # closes this connection only (a shared session stays open)
-            self._resp = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         self._pending.clear()
         self._parser.reset()
 
@@ -231,12 +248,9 @@ class SSEClient:
         await self.connect()
 
     async def close(self) -> None:
-        """Close the connection (and the session if this client created it)."""
+        """Close the connection."""
         await self._drop_response()
         self.ended = True
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def __aenter__(self) -> SSEClient:
         await self.connect()

@@ -110,15 +110,6 @@ def stub_config(
     return cfg
 
 
-def _client(target: Target, timeout: float, connections: int) -> httpx.AsyncClient:
-    if not is_loopback(target.url):
-        raise ValueError(f"load is only sent to loopback addresses, not {target.url}")
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(
-        base_url=target.url, headers=target.auth_headers(), timeout=timeout, limits=limits
-    )
-
-
 async def _submit_all(target: Target, bodies: list[dict[str, object]], timeout: float) -> list[Submission]:
     """Send every body at once over pre-opened keep-alive connections (one each).
 
@@ -130,6 +121,8 @@ async def _submit_all(target: Target, bodies: list[dict[str, object]], timeout: 
     them delayed the first POST by up to 15 ms, which was counted as latency of the burst.
     Latency runs from handing the request to the socket to the last response byte.
     """
+    if not is_loopback(target.url):
+        raise ValueError(f"load is only sent to loopback addresses, not {target.url}")
     host, port = target.host, target.port
     conns = [HttpConnection(host, port) for _ in bodies]
     await asyncio.wait_for(asyncio.gather(*(c.connect() for c in conns)), timeout)

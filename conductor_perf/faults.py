@@ -10,8 +10,9 @@ the ``can_restart`` capability); an external one is refused with the reason.
   port, so clients can reconnect to the URL they know).
 * :func:`down_reason`: one line saying why the SUT is down, or ``None`` while it is up.
 * :func:`fail_fast_if_sut_dies`: a context manager that watches the SUT from a thread while the
-  body runs. When the SUT dies it kills this process's ``multiprocessing`` workers (load
-  generators, bus writers: they could only wait for their duration against a dead server) and
+  body runs. When the SUT dies it kills this process's ``multiprocessing`` workers (the worker
+  pool's load generators, bus writers, SSE clients: they could only wait for their duration against
+  a dead server; the pool then names them as killed) and
   raises :class:`SutDown` in the main thread through a signal, so a blocking wait (an asyncio
   loop, a queue) ends at once instead of running to its configured duration.
 

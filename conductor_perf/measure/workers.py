@@ -709,20 +709,23 @@ class WorkerPool:
                 self.request_stop()
             deadline = time.monotonic() + timeout
             next_tick = self.started_mono + tick_s
+            after_failure = False
             while True:
                 pending = [i for i in range(self._n) if i not in self._results and i not in self._failures]
                 if not pending:
                     break
                 now = time.monotonic()
                 if now >= deadline:
+                    why = (f"did not stop within {FAILURE_GRACE_S:g} s after another worker failed" if after_failure
+                           else f"hung: no result within {timeout:g} s")  # fmt: skip
                     for i in pending:
-                        self._fail(i, f"{self._pid_text(i)}hung: no result within {timeout:g} s")
+                        self._fail(i, self._pid_text(i) + why)
                     break
                 until = min(deadline, next_tick) if on_tick is not None else deadline
-                had_failures = bool(self._failures)
                 for i, kind, payload in self._poll(pending, max(0.0, until - now)):
                     self._record(i, kind, payload)
-                if self._failures and not had_failures:
+                if self._failures and not after_failure:
+                    after_failure = True
                     self.request_stop()  # one failed: the rest stop and get a short grace
                     deadline = min(deadline, time.monotonic() + FAILURE_GRACE_S)
                 if on_tick is not None and time.monotonic() >= next_tick:

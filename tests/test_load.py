@@ -333,6 +333,20 @@ def test_a_load_process_that_dies_fails_the_run_naming_it_and_leaves_nothing_run
     assert not [p for p in multiprocessing.active_children() if p.is_alive()]
 
 
+def test_reports_of_separate_runs_combine_into_one_exact_result(server):
+    from conductor_perf.measure.workers import WorkerReport
+
+    a = run_closed(server + "/ok", workers=2, duration=30, max_requests=120)
+    b = run_closed(server + "/ok", workers=2, duration=30, max_requests=80)
+    moved = [WorkerReport.from_json(r.reports[0].to_json()) for r in (a, b)]  # e.g. two Robot workers
+    both = load.combine_reports("closed", server + "/ok", moved, workers=4, connections=4)
+    assert both.requests == 200 and both.status_counts == {200: 200} and both.processes == 2
+    expected = a.histogram.copy().merge(b.histogram)
+    assert both.histogram.summary() == expected.summary()
+    assert sum(p.count for p in both.timeline) == 200
+    assert_consistent(both)
+
+
 def test_progress_callback_in_process(server):
     seen: list[tuple[float, int, float]] = []
     run_closed(

@@ -25,10 +25,22 @@ from conductor_perf.measure.workers import (
     cpu_reason,
     lag_reason,
     merge_reports,
-    pid_alive,
 )
 
 BLOCK_S = 60.0  # "for ever" for a test: every timeout below is far shorter
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _no_children_left(pids: list[int]) -> None:

@@ -60,7 +60,6 @@ from conductor_perf.measure.rawhttp import HttpConnection, Request, Response
 from conductor_perf.measure.workers import (
     LAG_PROBE_INTERVAL_S,
     LagProbe,
-    MergedReports,
     WorkerContext,
     WorkerPool,
     WorkerReport,
@@ -138,6 +137,8 @@ class LoadResult:
             cpu_percent_total: summed over processes.
         saturated, saturation_reason: the self-check verdict (see the module docs).
         stopped_by: ``"duration"`` or ``"max_requests"``.
+        reports: each process's figures as a :class:`WorkerReport` (what :func:`combine_reports`
+            merged; one per process), e.g. to hand them to another merge.
     """
 
     model: str
@@ -169,6 +170,7 @@ class LoadResult:
     stopped_by: str = "duration"
     saturated: bool = False
     saturation_reason: str = ""
+    reports: list[WorkerReport] = field(default_factory=list, repr=False)
 
     @property
     def rate(self) -> float:
@@ -818,19 +820,25 @@ def _run_processes(
         return pool.collect(deadline_s, on_tick=tick, tick_s=progress_interval)
 
 
-def _combine(
+def combine_reports(
     model: str,
     url: str,
-    merged: MergedReports,
+    reports: list[WorkerReport],
     *,
     workers: int,
     connections: int,
-    offered_rate: float | None,
-    late_ms: float | None,
-    cpu_budget: float,
-    lag_budget: float,
+    offered_rate: float | None = None,
+    late_ms: float | None = None,
+    cpu_budget: float = DEFAULT_CPU_BUDGET_PERCENT,
+    lag_budget: float = DEFAULT_LAG_BUDGET_MS,
 ) -> LoadResult:
-    """The run's :class:`LoadResult` from the merged reports of its process(es)."""
+    """One :class:`LoadResult` from the :class:`WorkerReport` of every process that shared a load.
+
+    The reports may come from this module's own processes or from any other carrier (e.g. load
+    generators in several Robot processes, each handing in ``result.reports[0].to_json()``);
+    they are merged by :func:`~conductor_perf.measure.workers.merge_reports` (histograms exactly).
+    """
+    merged = merge_reports(reports)
     status = {int(code): n for code, n in merged.counts_under("status").items()}
     timeline_counts = {int(sec): n for sec, n in merged.counts_under("timeline").items()}
     timeline_errors = merged.counts_under("timeline-errors")
@@ -873,6 +881,7 @@ def _combine(
         cpu_budget_percent=cpu_budget,
         lag_budget_ms=lag_budget,
         stopped_by="max_requests" if merged.count("stopped_by_max_requests") else "duration",
+        reports=list(reports),
     )
     _self_check(result)
     return result
@@ -1072,10 +1081,10 @@ def run_closed(
     c = _common(url, request, duration, max_requests, timeout, ok_status, processes)
     specs = _closed_specs(c, int(workers))
     reports = _run(specs, on_progress, _check_progress_interval(progress_interval))
-    return _combine(
+    return combine_reports(
         "closed",
         url,
-        merge_reports(reports),
+        reports,
         workers=int(workers),
         connections=int(workers),
         offered_rate=None,
@@ -1130,10 +1139,10 @@ def run_open(
     c = _common(url, request, duration, max_requests, timeout, ok_status, processes)
     specs = _open_specs(c, rate, int(connections), max_in_flight, float(late_ms))
     reports = _run(specs, on_progress, _check_progress_interval(progress_interval))
-    return _combine(
+    return combine_reports(
         "open",
         url,
-        merge_reports(reports),
+        reports,
         workers=0,
         connections=int(connections),
         offered_rate=float(rate),
@@ -1163,10 +1172,10 @@ async def closed_loop(
     partial = await _run_core(
         spec, _Progress(None, on_progress, _check_progress_interval(progress_interval))
     )
-    return _combine(
+    return combine_reports(
         "closed",
         url,
-        merge_reports([_report(partial, "load")]),
+        [_report(partial, "load")],
         workers=int(workers),
         connections=int(workers),
         offered_rate=None,
@@ -1199,10 +1208,10 @@ async def open_loop(
     partial = await _run_core(
         spec, _Progress(None, on_progress, _check_progress_interval(progress_interval))
     )
-    return _combine(
+    return combine_reports(
         "open",
         url,
-        merge_reports([_report(partial, "load")]),
+        [_report(partial, "load")],
         workers=0,
         connections=int(connections),
         offered_rate=float(rate),
@@ -1221,6 +1230,7 @@ __all__ = [
     "RequestSpec",
     "TimelinePoint",
     "closed_loop",
+    "combine_reports",
     "open_loop",
     "parse_loopback_url",
     "run_closed",

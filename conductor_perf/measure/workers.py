@@ -55,7 +55,6 @@ import contextlib
 import json
 import multiprocessing
 import multiprocessing.connection as mp_connection
-import os
 import queue as queue_mod
 import signal
 import threading
@@ -788,18 +787,3 @@ class WorkerPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (and is not a zombie) -- for tests and checks."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True

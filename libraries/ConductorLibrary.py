@@ -189,7 +189,7 @@ class ConductorLibrary:
                 self._kill = faults.kill_later(target, seconds(after), on_kill=note)
                 logger.info(f"the {target.name} (pid {target.pid}) will be killed in {seconds(after):g} s")
             else:
-                note(faults.kill_sut(target))
+                faults.kill_sut(target, on_kill=note)
                 logger.info(f"killed the {target.name} (pid {target.pid}) with SIGKILL")
         except sut.TargetError as exc:
             raise AssertionError(str(exc)) from None

@@ -290,7 +290,7 @@ class ReliabilityLibrary:
         def kill() -> None:
             target = require_target()
             try:
-                run_context().note_fault("kill", faults.kill_sut(target), target.pid)
+                faults.kill_sut(target, on_kill=lambda at: run_context().note_fault("kill", at, target.pid))
             except TargetError as exc:
                 raise AssertionError(str(exc)) from None
 

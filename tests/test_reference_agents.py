@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conductor_perf.formats import bus, runs
+from conductor_perf.formats import agentenv, bus, runs
 from conductor_perf.reference.config import STUB_DIR, ReferenceConfig
 from conductor_perf.reference.testing import ServerThread
 
@@ -85,7 +85,10 @@ def test_stub_task_completes_with_output_and_bus_events(client: httpx.Client, ro
     assert run["agent_version"] == "codex-cli 0.1.0-stub"
     run_dir = runs.run_dir(root, "proj-ok", task, run_id)
     assert (run_dir / "agent-stdout.txt").read_text() == "hello\nworld\n"
-    assert (run_dir / "agent-stderr.txt").read_text() == "warn\n"
+    stderr = (run_dir / "agent-stderr.txt").read_text()
+    assert stderr.endswith("\nwarn\n")  # after the stub's report on its environment
+    report = agentenv.parse_stub_report(stderr)
+    assert report is not None and report.style == agentenv.CURRENT and report.marks_done
     assert (run_dir / "output.md").read_text() == "hello\nworld\n"
     prompt = (run_dir / "prompt.md").read_text()
     assert prompt.startswith(f"JRUN_TASK_FOLDER={root / 'proj-ok' / task}\nJRUN_RUN_FOLDER={run_dir}\n")
@@ -128,7 +131,8 @@ def test_failing_stub_fails_with_error_summary(client: httpx.Client, root: Path)
     messages = bus.read(root / "proj-fail" / task / bus.TASK_BUS)
     crash = [m for m in messages if m.type == "RUN_CRASH"][0]
     assert crash.body.startswith("run stopped with code 1\n")
-    assert crash.body.rstrip("\n").endswith("## stderr (last 50 lines)\nboom\nbang")
+    section = crash.body.rstrip("\n").split("## stderr (last 50 lines)\n", 1)[1].split("\n")
+    assert section[0].startswith("conductor-perf stub env: ") and section[2:] == ["boom", "bang"]
     warning = [m for m in messages if m.type == "WARNING"][0]
     assert warning.body.startswith("root agent failed on restart #0: agent execution failed: wait process: exit status 1")
 
@@ -227,3 +231,78 @@ def metric(client: httpx.Client, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(name)
+
+
+def _stub(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(STUB_DIR / "codex"), "exec", "-"], input="prompt", capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], **env}, timeout=10, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("style", agentenv.STYLES)
+def test_stub_takes_its_folders_from_each_builds_names(tmp_path: Path, style: str) -> None:
+    task_dir, run_dir = tmp_path / "p" / "t", tmp_path / "p" / "t" / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    env = agentenv.agent_environment(style, project_id="p", task_id="t", run_id="r1", task_dir=str(task_dir),
+                                     run_dir=str(run_dir), runs_dir=str(run_dir.parent),
+                                     bus_path=str(task_dir / "TASK-MESSAGE-BUS.md"), conductor_url="http://127.0.0.1:1")  # fmt: skip
+    out = _stub({**env, "STUB_OUTPUT": "result"})
+    assert out.returncode == 0, out.stderr
+    report = agentenv.parse_stub_report(out.stderr)
+    assert report is not None and report.style == style
+    assert report.names == [agentenv.NAMES[style][loc] for loc in agentenv.LOCATIONS if loc in agentenv.NAMES[style]]
+    if style == agentenv.EARLY:
+        assert not report.has_task_folder and not report.marks_done
+        assert report.done == f"not created: {agentenv.missing_task_folder()}"
+        assert not (task_dir / "DONE").exists() and not (run_dir / "output.md").exists()
+    else:
+        assert report.has_task_folder and report.done == f"will create {task_dir}/DONE"
+        assert (task_dir / "DONE").exists() and (run_dir / "output.md").read_text() == "result\n"
+
+
+def test_stub_prefers_the_jrun_names_and_reports_skip_done(tmp_path: Path) -> None:
+    out = _stub({"JRUN_TASK_FOLDER": str(tmp_path / "new"), "TASK_FOLDER": str(tmp_path / "old"), "STUB_SKIP_DONE": "1"})
+    report = agentenv.parse_stub_report(out.stderr)
+    assert report is not None and report.used["task_folder"] == "JRUN_TASK_FOLDER"
+    assert report.done == "not created: STUB_SKIP_DONE=1" and not report.marks_done
+    (tmp_path / "new").mkdir()
+    out = _stub({"JRUN_TASK_FOLDER": str(tmp_path / "new"), "TASK_FOLDER": str(tmp_path / "old")})
+    assert out.returncode == 0 and (tmp_path / "new" / "DONE").exists() and not (tmp_path / "old").exists()
+
+
+@pytest.mark.parametrize("style", [agentenv.LEGACY, agentenv.EARLY])
+def test_reference_plays_an_older_builds_agent_environment(tmp_path: Path, style: str) -> None:
+    cfg = ReferenceConfig(root=tmp_path / "root", restart_delay_s=0.05, agent_env=style, log_file=tmp_path / "log")
+    with ServerThread(cfg) as s, httpx.Client(base_url=s.url, timeout=20) as c:
+        task = task_id()
+        run_id = create(c, "proj-env", task, {"STUB_STDOUT_TEXT": "hi"})
+        finished_run(c, run_id)
+        run_dir = runs.run_dir(cfg.root, "proj-env", task, run_id)
+        report = agentenv.parse_stub_report((run_dir / "agent-stderr.txt").read_text())
+        assert report is not None and report.style == style
+        prompt = (run_dir / "prompt.md").read_text()
+        assert prompt.startswith(f"TASK_FOLDER={cfg.root / 'proj-env' / task}\nRUN_FOLDER={run_dir}\n")
+        assert "The MESSAGE_BUS env var is set" in prompt and "JRUN_TASK_FOLDER" not in prompt
+        if style == agentenv.LEGACY:
+            wait_task_done(cfg.root, "proj-env", task)
+            assert len(list((cfg.root / "proj-env" / task / "runs").iterdir())) == 1
+        else:  # no task folder in the environment: the stub cannot create DONE and the task restarts
+            runs_dir = cfg.root / "proj-env" / task / "runs"
+            wait_for(lambda: len([d for d in runs_dir.iterdir() if (d / "run-info.yaml").exists()]) >= 2,
+                     what="a restart")  # fmt: skip
+            assert c.delete(f"api/v1/tasks/{task}", params={"project_id": "proj-env"}).status_code == 202
+            wait_task_done(cfg.root, "proj-env", task)
+
+
+def test_reference_passes_no_inherited_location_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JRUN_TASK_FOLDER", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("CONDUCTOR_URL", "http://127.0.0.1:9/")
+    cfg = ReferenceConfig(root=tmp_path / "root", agent_env=agentenv.LEGACY, log_file=tmp_path / "log")
+    with ServerThread(cfg) as s, httpx.Client(base_url=s.url, timeout=20) as c:
+        task = task_id()
+        run_id = create(c, "proj-env", task)
+        finished_run(c, run_id)
+        stderr = (runs.run_dir(cfg.root, "proj-env", task, run_id) / "agent-stderr.txt").read_text()
+        report = agentenv.parse_stub_report(stderr)
+        assert report is not None and report.used["task_folder"] == "TASK_FOLDER"
+        assert report.used["conductor_url"] == "CONDUCTOR_URL" and report.style == agentenv.LEGACY
+    assert not (tmp_path / "elsewhere").exists()

@@ -105,6 +105,30 @@ def test_config_file_keys_and_flag_precedence(tmp_path: Path) -> None:
         load_config(bad, root=tmp_path)
 
 
+def test_agent_env_flag_environment_and_config_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = ["--root", str(tmp_path / "r")]
+    assert config_from_args(build_parser().parse_args(root)).agent_env == "current"
+    assert config_from_args(build_parser().parse_args([*root, "--agent-env", "legacy"])).agent_env == "legacy"
+    monkeypatch.setenv("CONDUCTOR_AGENT_ENV", "early")
+    assert config_from_args(build_parser().parse_args(root)).agent_env == "early"
+    assert config_from_args(build_parser().parse_args([*root, "--agent-env", "current"])).agent_env == "current"
+    monkeypatch.setenv("CONDUCTOR_AGENT_ENV", "ancient")
+    with pytest.raises(ConfigError, match="unknown agent environment 'ancient': use one of current, legacy, early"):
+        config_from_args(build_parser().parse_args(root))
+    config = tmp_path / "config.yaml"
+    config.write_text("reference:\n  agent_env: legacy\n")
+    assert load_config(config, root=tmp_path).agent_env == "legacy"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*root, "--agent-env", "nope"])
+
+
+def test_help_documents_agent_env() -> None:
+    out = subprocess.run([sys.executable, "-m", "conductor_perf.reference", "--help"], capture_output=True,
+                         text=True, timeout=30, check=True)  # fmt: skip
+    text = " ".join(out.stdout.split())
+    assert "--agent-env {current,legacy,early}" in text and "TASK_FOLDER, RUN_FOLDER, MESSAGE_BUS" in text
+
+
 def test_busy_port_exits_non_zero(tmp_path: Path) -> None:
     proc, url = start(tmp_path)
     try:

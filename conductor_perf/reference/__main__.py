@@ -3,6 +3,7 @@
     python -m conductor_perf.reference [serve] --root DIR [--host 127.0.0.1] [--port 0] [--config FILE]
         [--api-key K] [--disable-task-start] [--heartbeat-interval S] [--max-clients-per-run N]
         [--max-concurrent-runs N] [--restart-delay S] [--log-file F] [--no-file-helper]
+        [--agent-env {current,legacy,early}]
     python -m conductor_perf.reference --version
 
 It speaks conductor-loop's command line (``run-agent serve --config --root --host --port
@@ -14,6 +15,13 @@ optional; the other flags are the reference's own.
 The first line on stdout is the URL (``http://127.0.0.1:41234/``), flushed as soon as the socket
 listens (``--port 0`` picks a free port). SIGTERM/SIGINT: stop accepting, end open SSE streams,
 SIGTERM every agent process group (SIGKILL after a short grace), exit 0.
+
+``--agent-env`` plays the agent environment of a conductor-loop build (``CONDUCTOR_AGENT_ENV``
+when the flag is absent): ``current`` (default) exports ``JRUN_TASK_FOLDER``, ``JRUN_RUN_FOLDER``,
+``JRUN_MESSAGE_BUS``, ``JRUN_RUNS_DIR``, ``JRUN_CONDUCTOR_URL``; ``legacy`` only the older names
+``TASK_FOLDER``, ``RUN_FOLDER``, ``MESSAGE_BUS``, ``RUNS_DIR``, ``CONDUCTOR_URL`` (builds of
+2026-02-20 to 02-26); ``early`` only ``MESSAGE_BUS`` and ``RUNS_DIR`` (builds before 2026-02-20,
+where no agent can find its task folder in the environment).
 
 Test double (hidden option): ``--debug-leak-kb N`` makes every HTTP request retain N KiB for the
 life of the process, a deliberate leak that proves the leak test can fail
@@ -35,6 +43,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..formats import agentenv
 from .app import ConductorServer, create_app, server_of
 from .config import DEFAULT_VERSION, ConfigError, ReferenceConfig, load_config
 
@@ -103,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-file-helper", action="store_true",
                    help="do the task-creation file work on the event loop, not in a helper process "
                         "(for profilers that follow child processes)")  # fmt: skip
+    p.add_argument("--agent-env", choices=agentenv.STYLES, default=None,
+                   help="agent environment names of a conductor-loop build: current (JRUN_*, default), legacy "
+                        "(TASK_FOLDER, RUN_FOLDER, MESSAGE_BUS, RUNS_DIR, CONDUCTOR_URL: builds of 2026-02-20 to "
+                        "02-26) or early (MESSAGE_BUS, RUNS_DIR only: before 2026-02-20); default "
+                        "CONDUCTOR_AGENT_ENV")  # fmt: skip
     p.add_argument("--debug-leak-kb", type=int, default=0, help=argparse.SUPPRESS)  # test double, module doc
     return p
 
@@ -136,6 +150,9 @@ def config_from_args(args: argparse.Namespace) -> ReferenceConfig:
         cfg.log_file = Path(args.log_file)
     if args.no_file_helper:
         cfg.file_helper = False
+    agent_env = args.agent_env or os.environ.get("CONDUCTOR_AGENT_ENV", "").strip()
+    if agent_env:
+        cfg.agent_env = agent_env
     cfg.__post_init__()
     return cfg
 
@@ -149,7 +166,7 @@ async def _main(cfg: ReferenceConfig, debug_leak_kb: int = 0) -> int:
         sys.stdout.write(running.url + "\n")
         sys.stdout.flush()
         running.server.log.event("INFO", "api", "api_listening", url=running.url, root=str(cfg.root),
-                                 pid=os.getpid(), version=cfg.version)  # fmt: skip
+                                 pid=os.getpid(), version=cfg.version, agent_env=cfg.agent_env)  # fmt: skip
         await stop.wait()
         running.server.log.event("INFO", "api", "shutdown_requested")
     return 0

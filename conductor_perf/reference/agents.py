@@ -16,6 +16,9 @@ Differences from the real runner (improvements, same files and messages):
 * a loop starts a few ms after its 201, once no request has arrived for :data:`LAUNCH_QUIET_S`
   (at most :data:`LAUNCH_MAX_DELAY_S` later): a burst of submissions is answered before its agents
   are spawned, instead of each launch competing with the requests still waiting;
+* ``agent_env`` (``--agent-env``) picks which build's environment names the agents get
+  (:mod:`conductor_perf.formats.agentenv`), and none of those names is passed on from the server's
+  own environment;
 * process exit is awaited through a pidfd on the event loop (no thread or poll per agent);
 * on server shutdown the agents' process groups get SIGTERM (then SIGKILL after a grace period)
   instead of being left running, and no new attempt starts.
@@ -39,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from ..formats import bus, runs
+from ..formats import agentenv, bus, runs
 from ..formats.bus import Link, Message, Parent, format_rfc3339nano
 from ..formats.runs import RunIdGenerator, RunInfo
 from .config import AgentConfig, ReferenceConfig
@@ -86,11 +89,17 @@ def go_exit(returncode: int) -> tuple[int, str]:
 
 
 def build_prompt(*, task_dir: str, run_dir: str, project_id: str, task_id: str, run_id: str, parent_run_id: str,
-                 bus_path: str, conductor_url: str, repo_root: str, prompt: str) -> str:  # fmt: skip
-    """``prompt.md``: the real preamble (JRUN_* lines, instructions, DONE path), ``---``, the prompt."""
+                 bus_path: str, conductor_url: str, repo_root: str, prompt: str,
+                 agent_env: str = agentenv.CURRENT) -> str:  # fmt: skip
+    """``prompt.md``: the real preamble (JRUN_* lines, instructions, DONE path), ``---``, the prompt.
+
+    ``agent_env`` names the folder, bus and URL lines as that build did (``TASK_FOLDER=`` before
+    the JRUN_ prefix).
+    """
+    names = agentenv.PROMPT_NAMES[agent_env]
     out = [
-        f"JRUN_TASK_FOLDER={task_dir}\n",
-        f"JRUN_RUN_FOLDER={run_dir}\n",
+        f"{names['task_folder']}={task_dir}\n",
+        f"{names['run_folder']}={run_dir}\n",
         f"JRUN_PROJECT_ID={project_id}\n",
         f"JRUN_TASK_ID={task_id}\n",
         f"JRUN_ID={run_id}\n",
@@ -98,9 +107,9 @@ def build_prompt(*, task_dir: str, run_dir: str, project_id: str, task_id: str, 
     if parent_run_id.strip():
         out.append(f"JRUN_PARENT_ID={parent_run_id}\n")
     if bus_path:
-        out.append(f"JRUN_MESSAGE_BUS={bus_path}\n")
+        out.append(f"{names['message_bus']}={bus_path}\n")
     if conductor_url:
-        out.append(f"JRUN_CONDUCTOR_URL={conductor_url}\n")
+        out.append(f"{names['conductor_url']}={conductor_url}\n")
     out.append(f"Write output.md to {os.path.join(run_dir, runs.OUTPUT)}\n")
     out.append(
         "\n## Message Bus\n"
@@ -110,7 +119,7 @@ def build_prompt(*, task_dir: str, run_dir: str, project_id: str, task_id: str, 
         '  run-agent bus post --type ERROR --body "what failed"\n'
         '  run-agent bus post --type DECISION --body "what was decided"\n'
         "Types: FACT, PROGRESS, DECISION, ERROR, QUESTION, INFO\n"
-        "The JRUN_MESSAGE_BUS env var is set; run-agent bus post uses it automatically.\n"
+        f"The {names['message_bus']} env var is set; run-agent bus post uses it automatically.\n"
         "\n## Sub-Agent Spawning (RLM Pattern)\n"
         "For complex tasks, decompose using run-agent:\n"
         "  run-agent job --project $JRUN_PROJECT_ID --task $JRUN_TASK_ID \\\n"
@@ -525,16 +534,18 @@ class AgentManager:
         output_path = os.path.join(run_dir, runs.OUTPUT)
         content = build_prompt(task_dir=tl.task_dir, run_dir=run_dir, project_id=tl.project_id, task_id=tl.task_id,
                                run_id=run_id, parent_run_id="", bus_path=bus_path, conductor_url=conductor_url,
-                               repo_root=os.path.dirname(self.cfg.root.as_posix()), prompt=prompt)  # fmt: skip
+                               repo_root=os.path.dirname(self.cfg.root.as_posix()), prompt=prompt,
+                               agent_env=self.cfg.agent_env)  # fmt: skip
         command, args = CLI_COMMANDS[tl.agent.type]
         env = dict(os.environ)
         env.pop("CLAUDECODE", None)
-        env.update({
-            "JRUN_PROJECT_ID": tl.project_id, "JRUN_TASK_ID": tl.task_id, "JRUN_ID": run_id, "JRUN_PARENT_ID": "",
-            "JRUN_RUNS_DIR": os.path.join(tl.task_dir, runs.RUNS_DIR), "JRUN_MESSAGE_BUS": bus_path,
-            "JRUN_TASK_FOLDER": tl.task_dir, "JRUN_RUN_FOLDER": run_dir, "JRUN_CONDUCTOR_URL": conductor_url,
-            "PATH": self.search_path,
-        })  # fmt: skip
+        for name in agentenv.all_location_names():
+            env.pop(name, None)  # only the played build's names, none inherited from the server's own environment
+        env.update(agentenv.agent_environment(
+            self.cfg.agent_env, project_id=tl.project_id, task_id=tl.task_id, run_id=run_id, task_dir=tl.task_dir,
+            run_dir=run_dir, runs_dir=os.path.join(tl.task_dir, runs.RUNS_DIR), bus_path=bus_path,
+            conductor_url=conductor_url))  # fmt: skip
+        env["PATH"] = self.search_path
         for key, value in tl.environment.items():
             if key.strip():
                 env[key] = value

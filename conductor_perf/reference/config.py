@@ -23,6 +23,7 @@ servers::
       version: 0.76.0-reference
       fallback_poll_interval_ms: 25
       max_queued_events: 100000
+      agent_env: current        # agent environment names: current (JRUN_*), legacy, early
 
 Flags override the file; the file overrides the defaults below. Unknown keys are ignored, like
 yaml.v3's non-strict decoding.
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..formats import agentenv
 
 STUB_DIR = Path(__file__).resolve().parent / "stub"
 """Directory of the stub ``codex`` agent shipped with the package."""
@@ -88,6 +91,7 @@ class ReferenceConfig:
     config_path: Path | None = None
     audit_fsync: bool = True
     file_helper: bool = True  # task-creation file work in a helper process (filehelper.py)
+    agent_env: str = agentenv.CURRENT  # which build's agent environment names (formats/agentenv.py)
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.abspath(os.path.expanduser(str(self.root))))
@@ -99,6 +103,10 @@ class ReferenceConfig:
             raise ConfigError("max_restarts must not be negative")
         if self.restart_delay_s < 0:
             raise ConfigError("restart_delay_s must not be negative")
+        try:
+            agentenv.check_style(self.agent_env)
+        except agentenv.AgentEnvError as exc:
+            raise ConfigError(str(exc)) from None
 
     def agent_search_path(self, base_path: str | None = None) -> str:
         """The PATH agents are resolved on and run with: prepended dirs, then the server's PATH."""
@@ -197,6 +205,8 @@ def config_from_dict(data: dict[str, Any], *, root: str | os.PathLike[str] | Non
         cfg.agent_path = [str(p) for p in ref["agent_path"]]
     if ref.get("version"):
         cfg.version = str(ref["version"])
+    if ref.get("agent_env"):
+        cfg.agent_env = str(ref["agent_env"]).strip()
     if "audit_fsync" in ref:
         cfg.audit_fsync = bool(ref["audit_fsync"])
     cfg.__post_init__()

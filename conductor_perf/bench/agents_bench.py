@@ -2,10 +2,12 @@
 
 :func:`submit_tasks` sends N ``POST /api/v1/tasks`` at once (each with its own canonical task id and
 the stub agent's behaviour in ``config``) and records each request's latency and status;
-:func:`wait_for_runs` then waits, bounded, until every returned run is ``completed`` or ``failed``.
-Completion is read from ``run-info.yaml`` under the runs root when it is known (no load on the
-server while it works) and from ``GET /api/v1/runs/{id}`` otherwise; a run appears a few ms after
-its 201 (404 until then), exactly as on the real server.
+:func:`wait_for_runs` then waits, bounded, until every returned run is ``completed`` or ``failed``
+and its task is done. Completion is read from ``run-info.yaml`` under the runs root when it is
+known (no load on the server while it works) and from ``GET /api/v1/runs/{id}`` otherwise; a run
+appears a few ms after its 201 (404 until then), exactly as on the real server. A wait that cannot
+succeed (tasks that restart because their agent never marks them done, runs that never start)
+stops the tasks and fails within about a minute with the reason (:mod:`.agent_tasks`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from pathlib import Path
 import httpx
 
 from ..formats import runs
+from ..formats.agentenv import StubReport
 from ..measure.gcpause import collector_paused
 from ..measure.histogram import LatencyHistogram
 from ..measure.rawhttp import HttpConnection, HttpProtocolError, Request
 from ..target import Target, is_loopback
+from . import agent_tasks
 
 ProgressFn = Callable[[float, int, float], None]
 FINISHED = ("completed", "failed")
@@ -50,6 +54,8 @@ class RunOutcome:
     status: str
     start_ns: int
     end_ns: int
+    report: StubReport | None = None
+    """The stub's report on its environment (read for the first finished run of a wait only)."""
 
     @property
     def duration_s(self) -> float:
@@ -74,6 +80,7 @@ class AgentsResult:
     statuses: dict[int, int]
     timeline: list[list[float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    report: StubReport | None = None
 
     @property
     def median_run_s(self) -> float:
@@ -185,28 +192,31 @@ def submit_tasks(
         return asyncio.run(_submit_all(target, bodies, timeout))
 
 
-def _read_outcome(target: Target, sub: Submission, client: httpx.Client | None) -> RunOutcome | None:
-    """The run's state if it is finished, else None."""
+def _observe(target: Target, sub: Submission, client: httpx.Client | None) -> tuple[bool, RunOutcome | None]:
+    """(whether the run started, its outcome once it finished)."""
     if target.root is not None:
         path = runs.run_dir(target.root, sub.project_id, sub.task_id, sub.run_id) / runs.RUN_INFO
         try:
             info = runs.read_run_info(path)
         except runs.StorageError:
-            return None
+            return False, None
         if info.status in FINISHED and info.end_time_ns:
-            return RunOutcome(sub.run_id, sub.task_id, info.status, info.start_time_ns, info.end_time_ns)
-        return None
+            return True, RunOutcome(sub.run_id, sub.task_id, info.status, info.start_time_ns, info.end_time_ns)
+        return True, None
     assert client is not None
-    resp = client.get(f"/api/v1/runs/{sub.run_id}")
-    if resp.status_code != 200:
-        return None
-    data = resp.json()
+    try:
+        resp = client.get(f"/api/v1/runs/{sub.run_id}")
+        data = resp.json() if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return False, None
+    if not isinstance(data, dict):
+        return False, None
     if data.get("status") not in FINISHED:
-        return None
+        return True, None
     from ..formats.bus import parse_rfc3339
 
-    return RunOutcome(sub.run_id, sub.task_id, data["status"], parse_rfc3339(data["start_time"]),
-                      parse_rfc3339(data["end_time"]))  # fmt: skip
+    return True, RunOutcome(sub.run_id, sub.task_id, data["status"], parse_rfc3339(data["start_time"]),
+                            parse_rfc3339(data["end_time"]))  # fmt: skip
 
 
 def wait_for_runs(
@@ -217,34 +227,102 @@ def wait_for_runs(
     poll: float = 0.05,
     on_progress: ProgressFn | None = None,
     progress_every: float = 5.0,
+    stall_timeout: float = agent_tasks.STALL_S,
 ) -> tuple[list[RunOutcome], list[Submission]]:
-    """Wait until every accepted run finished or ``timeout``; returns (finished, unfinished)."""
+    """Wait until every accepted run finished and its task is done, or ``timeout``; returns (finished, unfinished).
+
+    A wait that cannot succeed ends early with :class:`~conductor_perf.bench.agent_tasks.AgentTaskError`
+    naming the reason, after every task of ``submissions`` not yet done was stopped through the API:
+
+    * a task whose run ended is still not done :data:`~conductor_perf.bench.agent_tasks.DONE_GRACE_S`
+      later, or the server started a second run for it (its agent never created ``DONE``: the
+      server would restart it again and again);
+    * no run started or ended for ``stall_timeout`` seconds (runs that never start: e.g. the
+      server cannot find the agent).
+
+    On ``timeout`` the unfinished tasks are stopped as well and returned as unfinished. The first
+    finished run carries the stub's report on its environment (:attr:`RunOutcome.report`).
+    """
     pending = [s for s in submissions if s.status == 201 and s.run_id]
     done: list[RunOutcome] = []
+    unverified: dict[str, tuple[Submission, float]] = {}  # run id -> (submission, when seen finished)
+    started: set[str] = set()
     start = time.monotonic()
-    last = start
-    client = None if target.root is not None else httpx.Client(base_url=target.url, headers=target.auth_headers(),
-                                                                timeout=10)  # fmt: skip
+    last = last_change = start
+    progress = (0, 0)
+    client = httpx.Client(base_url=target.url, headers=target.auth_headers(), timeout=10)
     try:
-        while pending and time.monotonic() - start < timeout:
+        while (pending or unverified) and time.monotonic() - start < timeout:
             still = []
             for sub in pending:
-                outcome = _read_outcome(target, sub, client)
+                began, outcome = _observe(target, sub, client if target.root is None else None)
+                if began:
+                    started.add(sub.run_id)
                 if outcome is None:
                     still.append(sub)
-                else:
-                    done.append(outcome)
+                    continue
+                if not done:
+                    outcome.report = agent_tasks.read_stub_report(target, sub.project_id, sub.task_id, sub.run_id)
+                done.append(outcome)
+                unverified[sub.run_id] = (sub, time.monotonic())
             pending = still
+            for run_id, (sub, ended) in list(unverified.items()):
+                check = agent_tasks.check_task(target, sub.project_id, sub.task_id, client)
+                if check is not None and check.done:
+                    del unverified[run_id]
+                elif check is not None and (check.runs > 1 or time.monotonic() - ended > agent_tasks.DONE_GRACE_S):
+                    _fail_not_done(target, sub, check, pending, unverified)
             now = time.monotonic()
+            if (len(started), len(done)) != progress:
+                progress, last_change = (len(started), len(done)), now
+            elif pending and now - last_change > stall_timeout:
+                _fail_stalled(target, submissions, pending, started, unverified, stall_timeout)
             if on_progress and now - last >= progress_every:
                 on_progress(now - start, len(done), len(done) / (now - start))
                 last = now
-            if pending:
+            if pending or unverified:
                 time.sleep(poll if target.root is not None else max(poll, 0.2))
     finally:
-        if client is not None:
-            client.close()
+        client.close()
+    leftover = [*pending, *(sub for sub, _ in unverified.values())]
+    agent_tasks.stop_tasks(target, [(s.project_id, s.task_id) for s in leftover])
     return done, pending
+
+
+def _fail_not_done(target: Target, sub: Submission, check: agent_tasks.TaskCheck, pending: list[Submission],
+                   unverified: dict[str, tuple[Submission, float]]) -> None:  # fmt: skip
+    """Stop every task not known done, then raise AgentTaskError with the reason."""
+    report = agent_tasks.read_stub_report(target, sub.project_id, sub.task_id, sub.run_id)
+    tasks = [(s.project_id, s.task_id) for s in [sub, *pending, *(u for u, _ in unverified.values())]]
+    problems = agent_tasks.stop_tasks(target, tasks)
+    message = agent_tasks.not_done_message(target, sub.project_id, sub.task_id, sub.run_id, check, report)
+    count = len(dict.fromkeys(tasks))
+    message += f"; stopped {count} unfinished task{'s' if count != 1 else ''} through DELETE /api/v1/tasks/{{id}}"
+    if problems:
+        message += f" ({'; '.join(problems[:3])})"
+    raise agent_tasks.AgentTaskError(message, report)
+
+
+def _fail_stalled(target: Target, submissions: list[Submission], pending: list[Submission], started: set[str],
+                  unverified: dict[str, tuple[Submission, float]], stall: float) -> None:  # fmt: skip
+    """Stop every unfinished task, then raise AgentTaskError saying what made no progress."""
+    accepted = sum(1 for s in submissions if s.status == 201 and s.run_id)
+    never = [s for s in pending if s.run_id not in started]
+    running = [s for s in pending if s.run_id in started]
+    parts = []
+    if never:
+        parts.append(f"{len(never)} of {accepted} runs never started (no run-info.yaml, e.g. run {never[0].run_id} "
+                     "of task " + f"{never[0].project_id}/{never[0].task_id}): is the stub `codex` first on the "
+                     "server's PATH and the `codex` agent in its config? The server's log says why")  # fmt: skip
+    if running:
+        parts.append(f"{len(running)} of {accepted} runs still running, e.g. {running[0].run_id}")
+    tasks = [(s.project_id, s.task_id) for s in [*pending, *(u for u, _ in unverified.values())]]
+    problems = agent_tasks.stop_tasks(target, tasks)
+    message = f"no agent run started or ended for {stall:g} s: {'; '.join(parts)}"
+    message += f"; stopped {len(dict.fromkeys(tasks))} unfinished tasks through DELETE /api/v1/tasks/{{id}}"
+    if problems:
+        message += f" ({'; '.join(problems[:3])})"
+    raise agent_tasks.AgentTaskError(message)
 
 
 def run_agents(
@@ -261,11 +339,18 @@ def run_agents(
     subs = submit_tasks(
         target, count, project=project, slug=f"n{count}", config=stub_config(sleep_ms=sleep_ms)
     )
-    done, pending = wait_for_runs(target, subs, timeout=timeout, on_progress=on_progress)
+    done, pending = wait_for_runs(target, subs, timeout=timeout, on_progress=on_progress,
+                                  stall_timeout=stall_bound(sleep_ms))  # fmt: skip
     end_ns = max((o.end_ns for o in done), default=time.time_ns())
     if pending:
         end_ns = time.time_ns()
     return summarize(count, subs, done, pending, t0, end_ns)
+
+
+def stall_bound(work_ms: float) -> float:
+    """How long a wait on runs that each work ``work_ms`` may see no run start or end: a minute beyond
+    twice the work, so a slow run is never taken for a stalled one."""
+    return agent_tasks.STALL_S + 2 * max(0.0, work_ms) / 1000
 
 
 def summarize(count: int, subs: list[Submission], done: list[RunOutcome], pending: list[Submission],
@@ -291,6 +376,7 @@ def summarize(count: int, subs: list[Submission], done: list[RunOutcome], pendin
         statuses=statuses,
         timeline=timeline,
         errors=[s.error for s in subs if s.error][:5],
+        report=next((o.report for o in done if o.report is not None), None),
     )
 
 

@@ -171,6 +171,24 @@ def missing_task_folder() -> str:
     return "the server set neither " + " nor ".join(STUB_LOOKUP["task_folder"])
 
 
+def not_done_reason(report: StubReport | None) -> str:
+    """Why an agent left its task without ``DONE``, from the stub's report (``""`` when it says nothing).
+
+    Example::
+
+        not_done_reason(report)   # "the server gave the agent neither JRUN_TASK_FOLDER nor TASK_FOLDER"
+    """
+    if report is None:
+        return ""
+    if not report.has_task_folder:
+        return "the server gave the agent neither " + " nor ".join(STUB_LOOKUP["task_folder"])
+    if report.done.startswith("not created: "):
+        return f"the stub did not create DONE: {report.done.removeprefix('not created: ')}"
+    if report.marks_done:
+        return f"the stub said it {report.done}, yet the task was not done"
+    return ""
+
+
 def parse_stub_report(text: str, source: str = "") -> StubReport | None:
     """The stub's report in ``text`` (an ``agent-stderr.txt``), or ``None`` when it holds none.
 

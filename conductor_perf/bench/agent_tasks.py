@@ -1,0 +1,192 @@
+"""Whether agent tasks can finish on this SUT: done checks, the stub's report, stopping tasks.
+
+A conductor-loop task ends only when its agent creates ``DONE`` in the task folder; otherwise the
+server starts the agent again (a new run about every second, up to 100 times). A suite that only
+waits for runs to end would never notice: the runs do end, but the tasks go on restarting and fill
+the runs root (40,000 runs in 7 minutes were seen against a build whose agent environment the stub
+did not know). So every wait on agent runs (:func:`conductor_perf.bench.agents_bench.wait_for_runs`)
+also checks each task once its run ended (:func:`check_task`): a task that is not done within
+:data:`DONE_GRACE_S`, or that started a second run, fails the wait at once with the reason
+(:class:`AgentTaskError`), read from the stub's report on its environment
+(:func:`read_stub_report`), after its tasks were stopped through the API (:func:`stop_tasks`), so
+the tests after it meet a quiet server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpx
+
+from ..formats import agentenv, runs
+from ..formats.agentenv import StubReport
+from ..target import Target
+
+DONE_GRACE_S = 3.0
+"""How long after a task's run ended ``DONE`` may still be missing before the task counts as not done.
+
+The stub creates ``DONE`` before it exits and the server records the run's end after the exit, so a
+done task has ``DONE`` when its run is seen finished; the server looks for it right then and starts
+the next run a restart delay (1 s) later. The grace only absorbs a slow file system."""
+STALL_S = 60.0
+"""How long a wait on agent runs goes on while no run starts or ends before it gives up with the reason."""
+STOP_TIMEOUT_S = 15.0
+"""How long stopped tasks may take until none of their runs is running (SIGTERM ends the stub at once)."""
+REPORT_BYTES = 4096
+"""The stub writes its report first; this much of ``agent-stderr.txt`` holds it."""
+
+
+class AgentTaskError(RuntimeError):
+    """Agent tasks cannot finish on this SUT; the message says why and which tasks were stopped.
+
+    Attributes:
+        report: the stub's report on its environment, when it could be read.
+    """
+
+    ROBOT_SUPPRESS_NAME = True  # Robot shows the message alone
+
+    def __init__(self, message: str, report: StubReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class TaskCheck:
+    """A task's state after its run ended.
+
+    Attributes:
+        done: ``DONE`` exists (or the API says ``all_finished``).
+        runs: runs the task has so far (a second one means the server restarted it).
+    """
+
+    done: bool
+    runs: int
+
+
+def _task_url(project_id: str, task_id: str) -> tuple[str, dict[str, str]]:
+    return f"/api/v1/tasks/{task_id}", {"project_id": project_id}
+
+
+def check_task(target: Target, project_id: str, task_id: str, client: httpx.Client | None = None) -> TaskCheck | None:
+    """Whether a task is done and how many runs it has; ``None`` when that cannot be read now.
+
+    With the runs root: ``DONE`` in the task folder and the run folders with a ``run-info.yaml``.
+    Without it: ``GET /api/v1/tasks/{id}`` (status ``all_finished``, its ``runs``); ``client`` is
+    then required.
+    """
+    if target.root is not None:
+        task = runs.task_dir(target.root, project_id, task_id)
+        try:
+            names = os.listdir(task / runs.RUNS_DIR)
+        except OSError:
+            names = []
+        count = sum(1 for n in names if os.path.exists(task / runs.RUNS_DIR / n / runs.RUN_INFO))
+        return TaskCheck(done=runs.is_done(task), runs=count)
+    if client is None:
+        raise ValueError("without the runs root, check_task needs an HTTP client")
+    path, params = _task_url(project_id, task_id)
+    try:
+        resp = client.get(path, params=params)
+        body = resp.json() if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    return TaskCheck(done=body.get("status") == "all_finished", runs=len(body.get("runs") or []))
+
+
+def read_stub_report(target: Target, project_id: str, task_id: str, run_id: str) -> StubReport | None:
+    """The stub's report on its environment from the run's ``agent-stderr.txt`` (needs the runs root).
+
+    ``None`` without the runs root, when the file is missing, or when it holds no report (an agent
+    other than the conductor-perf stub ran).
+    """
+    if target.root is None:
+        return None
+    path = runs.run_dir(target.root, project_id, task_id, run_id) / runs.STDERR
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(REPORT_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+    return agentenv.parse_stub_report(text, source=str(path))
+
+
+def not_done_message(target: Target, project_id: str, task_id: str, run_id: str, check: TaskCheck,
+                     report: StubReport | None) -> str:  # fmt: skip
+    """``task P/T restarted N times: its agent never marked it done; <why>`` for a task left undone."""
+    if check.runs > 1:
+        what = f"task {project_id}/{task_id} restarted {check.runs - 1} time{'s' if check.runs > 2 else ''}"
+    else:
+        what = f"task {project_id}/{task_id} ended its run {run_id} without being done"
+    why = agentenv.not_done_reason(report)
+    if not why:
+        if target.root is None:
+            why = ("the stub's report on its environment is in the run's agent-stderr.txt "
+                   "(give CONDUCTOR_ROOT to have it read)")  # fmt: skip
+        else:
+            why = ("the run's agent-stderr.txt has no report of the conductor-perf stub: is its folder "
+                   "first on the server's PATH?")  # fmt: skip
+    return f"{what}: its agent never marked it done; {why}"
+
+
+def stop_tasks(target: Target, tasks: Iterable[tuple[str, str]], *, timeout: float = STOP_TIMEOUT_S) -> list[str]:
+    """Stop tasks through ``DELETE /api/v1/tasks/{id}`` (writes ``DONE``, ends their runs) and wait until
+    none of their runs is running; returns the problems (empty when every task stopped).
+
+    Example::
+
+        problems = stop_tasks(target, [("perf-agents", "task-20260101-000000-a")])
+    """
+    todo = list(dict.fromkeys(tasks))
+    problems: list[str] = []
+    if not todo:
+        return problems
+    with httpx.Client(base_url=target.url, headers=target.auth_headers(), timeout=10) as client:
+        for project_id, task_id in todo:
+            path, params = _task_url(project_id, task_id)
+            try:
+                resp = client.delete(path, params=params)
+            except httpx.HTTPError as exc:
+                problems.append(f"DELETE {path}: {type(exc).__name__}: {exc}")
+                continue
+            if resp.status_code not in (200, 202, 204, 404):  # 404: the task never got its TASK.md
+                problems.append(f"DELETE {path} answered {resp.status_code}: {resp.text.strip()[:120]}")
+        deadline = time.monotonic() + timeout
+        running = todo
+        while running:
+            running = [t for t in running if _has_running_run(target, *t, client)]
+            if not running or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+    if running:
+        problems.append(f"{len(running)} task(s) not confirmed stopped within {timeout:g} s "
+                        f"(a run still running or no answer), e.g. {running[0][0]}/{running[0][1]}")  # fmt: skip
+    return problems
+
+
+def _has_running_run(target: Target, project_id: str, task_id: str, client: httpx.Client) -> bool:
+    if target.root is not None:
+        runs_dir = runs.task_dir(target.root, project_id, task_id) / runs.RUNS_DIR
+        try:
+            names = os.listdir(runs_dir)
+        except OSError:
+            return False
+        for name in names:
+            try:
+                info = runs.read_run_info(runs_dir / name / runs.RUN_INFO)
+            except runs.StorageError:
+                continue  # no run-info yet: a run that is stopped before it starts never gets one
+            if info.end_time_ns == 0:
+                return True
+        return False
+    path, params = _task_url(project_id, task_id)
+    try:
+        resp = client.get(path, params=params)
+        body = resp.json() if resp.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return True
+    return any(r.get("status") == "running" for r in (body.get("runs") or []) if isinstance(r, dict))

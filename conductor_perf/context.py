@@ -79,13 +79,15 @@ class MetricSink:
 
 @dataclass
 class RunContext:
-    """The current run: results folder, SUT, profile, attempt, last fault and metric sink."""
+    """The current run: results folder, SUT, profile, attempt, last fault, agent environment, metric sink."""
 
     results_dir: Path
     profile: str = "default"
     attempt: int = 1
     target: Target | None = None
     last_fault: Fault | None = None
+    agent_env: dict[str, Any] | str | None = None
+    """The SUT's agent environment as the stub's first report described it (set once, by the first agent run)."""
     metrics: MetricSink = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -3,7 +3,8 @@
 Sends ``--tasks`` (default 100) concurrent ``POST /api/v1/tasks`` with valid bodies for the stub
 agent, prints the status counts and per-request latency of the burst, then waits (bounded) until
 every run finished and prints the completion figures. Exit 0 only when every request got 201 and
-every run completed. Loopback URLs only.
+every run completed. Tasks that cannot finish (their agent never marks them done, runs that never
+start) are stopped and reported within about a minute (exit 1). Loopback URLs only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import sys
 import time
 
-from .bench import agents_bench
+from .bench import agent_tasks, agents_bench
 from .target import TargetError, attach
 
 
@@ -41,8 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     print("  latency ms: " + "  ".join(f"{k} {v}" for k, v in lat.submit_latency.items() if k != "count"))
     for err in lat.errors:
         print(f"  error: {err}")
-    done, pending = agents_bench.wait_for_runs(target, subs, timeout=args.timeout,
-                                               on_progress=lambda e, n, r: print(f"  {e:5.1f} s: {n} runs finished"))  # fmt: skip
+    try:
+        done, pending = agents_bench.wait_for_runs(target, subs, timeout=args.timeout,
+                                                   stall_timeout=agents_bench.stall_bound(args.sleep_ms),
+                                                   on_progress=lambda e, n, r: print(f"  {e:5.1f} s: {n} runs finished"))  # fmt: skip
+    except agent_tasks.AgentTaskError as exc:
+        print(f"load test: FAIL: {exc}")
+        return 1
     end = max((o.end_ns for o in done), default=time.time_ns()) if not pending else time.time_ns()
     result = agents_bench.summarize(args.tasks, subs, done, pending, t0, end)
     print(f"runs: {result.completed} completed, {result.failed} failed, {result.unfinished} unfinished; "

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from .formats.agentenv import STYLES
+
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("default", *sorted(p.stem for p in (REPO / "resources" / "profiles").glob("*.yaml")))
 TARGETS = REPO / "resources" / "targets.resource"
@@ -53,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default="", help="attach to this conductor instead of the embedded one")
     p.add_argument("--root", default="", help="runs root of the conductor at --url")
     p.add_argument("--api-key", default="", help="API key of the conductor at --url")
+    p.add_argument("--agent-env", choices=STYLES, default="",
+                   help="the embedded conductor plays this conductor-loop build's agent environment: current "
+                        "(JRUN_* names, default), legacy (TASK_FOLDER, RUN_FOLDER, MESSAGE_BUS, RUNS_DIR, "
+                        "CONDUCTOR_URL) or early (no task folder); sets CONDUCTOR_AGENT_ENV")  # fmt: skip
     p.add_argument("--include", action="append", default=[], help="only tests with this tag (repeatable)")
     p.add_argument("--exclude", action="append", default=[], help="skip tests with this tag (repeatable)")
     p.add_argument(
@@ -203,6 +209,8 @@ def preflight(args: argparse.Namespace, extra: list[str], environ: dict[str, str
             check_url(args.url)
         except TargetError as exc:
             return str(exc).replace("CONDUCTOR_URL", "--url")
+    if getattr(args, "agent_env", "") and args.url:
+        return "--agent-env sets what the embedded conductor plays; with --url the server's own build decides"
     if args.root and not Path(args.root).expanduser().is_dir():
         return f"--root {args.root!r} is not a directory (the runs root must exist)"
     if args.binary or environ.get("CONDUCTOR_BINARY") or args.binary_arg or args.binary_config:
@@ -270,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         latest.unlink()
     latest.symlink_to(run_id)
     env = dict(os.environ, CONDUCTOR_PERF_RESULTS=str(out), CONDUCTOR_PERF_FINALIZE="runner")
+    if args.agent_env:
+        env["CONDUCTOR_AGENT_ENV"] = args.agent_env  # read by the embedded reference conductor
     # pabot starts `robot` by name: make this interpreter's scripts (the venv) come first on PATH
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     cmd = robot_command(args, out, extra)

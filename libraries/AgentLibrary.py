@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from _perf_base import chart_percentiles, figure, log_chart, progress, require_target, seconds
+from _perf_base import (
+    chart_percentiles,
+    figure,
+    log_chart,
+    note_agent_environment,
+    progress,
+    require_target,
+    seconds,
+)
 from robot.api import logger
 from robot.api.deco import keyword, library
 
-from conductor_perf.bench import agents_bench
+from conductor_perf.bench import agent_tasks, agents_bench
 from conductor_perf.charts import timeline
 
 
@@ -19,6 +27,15 @@ class AgentLibrary:
     Each task runs the stub ``codex`` agent, whose work time is set per task through the request's
     ``config`` map. Completion is read from ``run-info.yaml`` when the runs root is known, else from
     ``GET /api/v1/runs/{id}``. Wall time counts from the first request to the last run's end.
+
+    = Tasks that cannot finish =
+
+    A run counts once its task is done too: a task whose agent ended without creating ``DONE``
+    (the server would restart it again and again, e.g. a build whose agent environment the stub
+    does not know, or a stub told never to finish with ``STUB_SKIP_DONE=1``), or runs that never
+    start, fail `Run Concurrent Agents` within about a minute with the reason; the tasks are stopped
+    through ``DELETE /api/v1/tasks/{id}`` first, so the tests after it meet a quiet server. The
+    first run's report on its environment goes to the suite metadata ``SUT agent environment``.
 
     = Degradation =
 
@@ -42,15 +59,21 @@ class AgentLibrary:
                               timeout: timedelta = timedelta(minutes=5)) -> float:  # fmt: skip
         """Start ``count`` tasks at once, each running the stub agent for ``work_ms``; returns wall seconds.
 
-        Fails only when the keyword itself cannot run; the figures are asserted by the getters.
+        Fails when the keyword itself cannot run or the tasks cannot finish (see the library's
+        introduction); the figures are asserted by the getters.
 
         Example:
         | ${wall} =    `Run Concurrent Agents`    50    work_ms=1000    timeout=5 min
         """
         target = require_target()
         logger.console(f"\n    agents: starting {count} stub agents ({work_ms} ms of work each)")
-        result = agents_bench.run_agents(target, count, sleep_ms=work_ms, timeout=seconds(timeout),
-                                         on_progress=progress(f"{count} agents", "runs/s"))  # fmt: skip
+        try:
+            result = agents_bench.run_agents(target, count, sleep_ms=work_ms, timeout=seconds(timeout),
+                                             on_progress=progress(f"{count} agents", "runs/s"))  # fmt: skip
+        except agent_tasks.AgentTaskError as exc:
+            note_agent_environment(exc.report, has_root=target.root is not None)
+            raise
+        note_agent_environment(result.report, has_root=target.root is not None)
         self._results[count] = result
         self._last = result
         logger.info(f"{count} agents: {result.completed} completed, {result.failed} failed, {result.unfinished} "

@@ -8,6 +8,7 @@ from _perf_base import (
     chart_percentiles,
     chart_series,
     figure,
+    note_agent_environment,
     progress,
     require_root,
     require_target,
@@ -16,7 +17,7 @@ from _perf_base import (
 from robot.api import logger
 from robot.api.deco import keyword, library
 
-from conductor_perf.bench import agents_bench, api_bench
+from conductor_perf.bench import agent_tasks, agents_bench, api_bench
 from conductor_perf.measure import load
 
 #: the project of the tasks `Create Task History` creates (nothing else uses it)
@@ -63,7 +64,9 @@ class ApiLoadLibrary:
         "With N tasks of history" means exactly N: ``GET /api/v1/tasks`` is counted before (it must
         list none) and after (it must list ``tasks``); otherwise this fails with the counts, since
         the list endpoints would be measured with another history than the test names. The tasks
-        are created under the project ``perf-api-history``.
+        are created under the project ``perf-api-history``. Tasks that cannot finish (their agent
+        never marks them done, runs that never start) fail it within about a minute with the
+        reason, after they were stopped.
 
         Example:
         | `Create Task History`    tasks=100
@@ -78,7 +81,12 @@ class ApiLoadLibrary:
             )
         subs = agents_bench.submit_tasks(target, tasks, project=HISTORY_PROJECT, slug="hist",
                                          config=agents_bench.stub_config(sleep_ms=0))  # fmt: skip
-        done, pending = agents_bench.wait_for_runs(target, subs, timeout=seconds(timeout))
+        try:
+            done, pending = agents_bench.wait_for_runs(target, subs, timeout=seconds(timeout))
+        except agent_tasks.AgentTaskError as exc:
+            note_agent_environment(exc.report, has_root=target.root is not None)
+            raise
+        note_agent_environment(next((o.report for o in done if o.report), None), has_root=target.root is not None)
         accepted = sum(1 for s in subs if s.status == 201)
         if accepted < tasks or pending:
             raise AssertionError(

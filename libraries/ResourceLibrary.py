@@ -305,7 +305,8 @@ class ResourceLibrary:
         server may keep in memory). With ``duration``
         (soak) cycles repeat until that much time has passed, at least ``cycles`` of them. Logs
         the idle-point series as charts and the verdict table; returns the measured cycles. Fails
-        when the workload itself failed (a leak verdict over a broken workload proves nothing).
+        when the workload itself failed (a leak verdict over a broken workload proves nothing):
+        the first cycle that fails ends the run, with its reason.
         Skips when the SUT's process is not visible here. The verdicts are asserted by
         `Server Resources Should Not Leak`.
 
@@ -338,10 +339,13 @@ class ResourceLibrary:
                    "fitted_growth", "observed_growth", "tolerance", "p_value", "verdict", "reasons"])  # fmt: skip
         for err in run.workload_errors[:10]:
             logger.warn(f"leak workload: {err}")
-        figure("leak workload failures", len(run.workload_errors), "errors", "==", 0,
-               details={"errors": run.workload_errors[:20], "workload": run.to_dict()["workload"],
-                        "cycles": len(run.cycles), "duration_s": run.duration_s,
-                        "runs_created": run.runs_created})  # fmt: skip
+        try:
+            figure("leak workload failures", len(run.workload_errors), "errors", "==", 0,
+                   details={"errors": run.workload_errors[:20], "workload": run.to_dict()["workload"],
+                            "cycles": len(run.cycles), "duration_s": run.duration_s,
+                            "runs_created": run.runs_created})  # fmt: skip
+        except AssertionError as exc:  # the reason first: the count alone says nothing
+            raise AssertionError(f"{exc}; the leak test stopped at {run.workload_errors[0]}") from None
         return len(run.cycles)
 
     @keyword

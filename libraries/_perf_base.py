@@ -21,6 +21,7 @@ from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
 
 from conductor_perf.charts import line_chart, percentile_curve, svg_img_html
 from conductor_perf.context import RunContext
+from conductor_perf.formats.agentenv import StubReport
 from conductor_perf.target import Target, TargetError
 from conductor_perf.verdict import compare, fmt
 
@@ -157,6 +158,34 @@ def figure(
     if not check.ok:
         raise AssertionError(check.message)
     return float(value)
+
+
+AGENT_ENV_METADATA = "SUT agent environment"
+
+
+def note_agent_environment(report: StubReport | None, *, has_root: bool = True) -> None:
+    """Show the agent environment the SUT gives its agents, as the stub's first report saw it.
+
+    Sets the top-level suite metadata ``SUT agent environment`` (e.g. ``TASK_FOLDER, RUN_FOLDER,
+    MESSAGE_BUS, RUNS_DIR, CONDUCTOR_URL (the names before the JRUN_ prefix, ...)``) and adds it to
+    the SUT's entry of metrics.json (``sut.agent_env``), once per run context: the first agent run
+    that reports decides. Any library that runs agents calls it with the report of its first run
+    (``RunOutcome.report``, ``AgentsResult.report``, ``AgentTaskError.report``).
+    """
+    ctx = find_run_context()
+    if ctx is None or ctx.agent_env is not None or (report is None and has_root):
+        return  # a run without a report (an agent other than the stub) leaves the question open
+    if report is None:
+        text = "not seen: the stub reports it in agent-stderr.txt under the runs root (CONDUCTOR_ROOT not given)"
+        ctx.agent_env = text
+    else:
+        text, ctx.agent_env = report.describe(), report.to_dict()
+    ctx.record(metric="sut", suite="", test="", unit="", value=0, verdict="info", extra={"agent_env": ctx.agent_env})
+    try:
+        BuiltIn().set_suite_metadata(AGENT_ENV_METADATA, text, top=True)
+    except RobotNotRunningError:
+        pass
+    logger.info(f"{AGENT_ENV_METADATA}: {text}")
 
 
 def log_chart(svg: str) -> None:

@@ -9,12 +9,16 @@ tolerance on both sides, so the verdicts do not depend on the machine's speed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
 from conductor_perf.bench import leak_bench
+from conductor_perf.bench.agent_tasks import AgentTaskError
 from conductor_perf.bench.leak_bench import LeakTolerances, Workload
 from conductor_perf.measure.monitor import MIB
 from conductor_perf.target import Target, start_embedded
@@ -114,6 +118,51 @@ def test_wait_until_quiet_sees_children_end():
         child.stdout.close()
     with pytest.raises(ProcessLookupError):
         leak_bench.wait_until_quiet(child.pid, timeout=1)
+
+
+def test_an_idle_point_that_never_gets_quiet_names_the_processes_left():
+    code = ("import subprocess, sys; g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+            "print('spawned', flush=True); g.wait()")  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "spawned"
+        sample = leak_bench.idle_point(child.pid, idle_s=60, quiet_timeout=0.1, cpu_window=0.05)
+        assert sample["quiet"] is False and len(sample["agents_left"]) == 1
+        assert "time.sleep(30)" in sample["agents_left"][0]
+    finally:
+        for p in psutil.Process(child.pid).children(recursive=True):
+            p.kill()
+        child.wait(timeout=10)
+        child.stdout.close()
+
+
+def test_the_first_failing_cycle_ends_the_run(monkeypatch):
+    target = Target(kind="external", url="http://127.0.0.1:1/", pid=os.getpid())
+    calls = []
+
+    def cycle(target, workload, index):
+        calls.append(index)
+        errors = ["agents: 0 of 1 completed (1 unfinished)"] if index == 1 else []
+        return leak_bench.CycleReport(index=index, warmup=index == 0, t_s=0.0, workload_s=0.1, agents_completed=1,
+                                      messages_ok=0, sse_events=0, api_reads_ok=0, errors=errors)  # fmt: skip
+
+    monkeypatch.setattr(leak_bench, "run_cycle", cycle)
+    monkeypatch.setattr(leak_bench, "idle_point", lambda pid, **kw: {**_sample(30.0), "quiet": True})
+    run = leak_bench.run_leak_cycles(target, 6, workload=SMALL, idle_s=0)
+    assert calls == [0, 1] and len(run.cycles) == 1
+    assert run.workload_errors == ["cycle 1: agents: 0 of 1 completed (1 unfinished)"]
+
+
+def test_a_server_whose_agents_never_finish_fails_the_first_cycle(tmp_path):
+    target = start_embedded(root=tmp_path / "root", log_dir=tmp_path, extra_args=["--agent-env", "early"])
+    try:
+        started = time.monotonic()
+        with pytest.raises(AgentTaskError, match="the server gave the agent neither JRUN_TASK_FOLDER nor TASK_FOLDER"):
+            leak_bench.run_leak_cycles(target, 6, workload=SMALL, tolerances=TOLERANCES, idle_s=0.3)
+        assert time.monotonic() - started < SMALL.timeout_s
+        assert leak_bench.wait_until_quiet(target.pid, timeout=10)  # the stopped tasks start no new agent
+    finally:
+        target.stop()
 
 
 # -- end to end on the reference conductor -------------------------------------------------------

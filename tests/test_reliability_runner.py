@@ -194,3 +194,12 @@ def test_binary_options_become_robot_variables(tmp_path: Path, monkeypatch: pyte
     assert run.preflight(from_env, [], environ={"CONDUCTOR_BINARY": str(tmp_path / "missing")}) == (
         f"conductor binary {tmp_path / 'missing'} does not exist"
     )
+
+
+def test_agent_env_option_reaches_the_embedded_conductor_only(tmp_path: Path) -> None:
+    args = run._parser().parse_args(["--agent-env", "legacy"])
+    assert args.agent_env == "legacy" and run.preflight(args, []) == ""
+    args = run._parser().parse_args(["--agent-env", "legacy", "--url", "http://127.0.0.1:1/"])
+    assert run.preflight(args, []).startswith("--agent-env sets what the embedded conductor plays")
+    with pytest.raises(SystemExit):
+        run._parser().parse_args(["--agent-env", "ancient"])

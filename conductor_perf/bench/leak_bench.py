@@ -23,6 +23,12 @@ tolerance, or when the level does not return to within the tolerance of the base
 A soak (:func:`run_leak_cycles` with ``duration_s``) repeats cycles until the duration has passed
 (at least ``cycles`` of them), the same verdicts over more points.
 
+The first cycle whose workload fails ends the run (its errors say why; a verdict over a failing
+workload proves nothing), so a server that cannot serve the workload costs one cycle, not all of
+them: agent tasks that never finish fail the cycle within about a minute
+(:func:`conductor_perf.bench.agents_bench.wait_for_runs`), and agent processes still alive
+``timeout_s`` after a cycle whose tasks are all done end the run as well.
+
 Each cycle uses fresh task ids, so the server's history grows by ``agents + 1`` tasks a cycle
 (a task bus per cycle, because a server may cache a bus's parsed messages: one ever-growing bus
 would grow that cache with every cycle). A server that indexes its history in memory keeps some
@@ -249,23 +255,40 @@ def resource_values(sample: dict[str, Any], basis: str | None = None) -> dict[st
 def wait_until_quiet(pid: int, *, timeout: float = 30.0, poll: float = 0.05) -> bool:
     """Wait until the process has no live agent processes (the file helper aside); False on timeout."""
     deadline = time.monotonic() + timeout
-    try:
-        proc = psutil.Process(pid)
-    except psutil.NoSuchProcess as exc:
-        raise ProcessLookupError(f"no process with pid {pid}") from exc
     while True:
-        try:
-            kids = [k for k in proc.children(recursive=True)
-                    if k.status() != psutil.STATUS_ZOMBIE and not _is_service_process(k)]  # fmt: skip
-        except psutil.NoSuchProcess as exc:
-            raise ProcessLookupError(f"process {pid} ended") from exc
-        except psutil.Error:
-            kids = [None]  # a child vanished while listing: look again
-        if not kids:
+        if not agent_processes(pid):
             return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)
+
+
+def agent_processes(pid: int) -> list[str]:
+    """The live processes below ``pid`` other than the server's own helper, as ``pid command`` texts.
+
+    Raises:
+        ProcessLookupError: there is no process ``pid`` (or it ended).
+    """
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess as exc:
+        raise ProcessLookupError(f"no process with pid {pid}") from exc
+    try:
+        kids = [k for k in proc.children(recursive=True)
+                if k.status() != psutil.STATUS_ZOMBIE and not _is_service_process(k)]  # fmt: skip
+    except psutil.NoSuchProcess as exc:
+        if not proc.is_running():
+            raise ProcessLookupError(f"process {pid} ended") from exc
+        return ["(a child ended while listing)"]  # look again
+    except psutil.Error:
+        return ["(children not readable)"]
+    out = []
+    for k in kids:
+        try:
+            out.append(f"{k.pid} {' '.join(k.cmdline())[:80] or k.name()}")
+        except psutil.Error:
+            out.append(f"{k.pid}")
+    return out
 
 
 def _is_service_process(proc: psutil.Process) -> bool:
@@ -281,9 +304,15 @@ def idle_point(
 ) -> dict[str, Any]:
     """Wait for the server's agents to end, leave it idle for ``idle_s`` seconds, then sample it.
 
-    The sample also says whether the server was quiet (``quiet``: no agent left before the window).
+    The sample also says whether the server was quiet (``quiet``: no agent left before the window);
+    when it was not, the sample is taken at once and ``agents_left`` lists the processes.
     """
     quiet = wait_until_quiet(pid, timeout=quiet_timeout)
+    if not quiet:  # a server that never gets idle: no point waiting for the window too
+        sample = sample_once(pid, cpu_window=cpu_window)
+        sample["quiet"] = False
+        sample["agents_left"] = agent_processes(pid)
+        return sample
     time.sleep(max(0.0, idle_s))  # the idle window itself: nothing to wait for, the server is left alone
     sample = sample_once(pid, cpu_window=cpu_window)
     sample["quiet"] = quiet
@@ -382,7 +411,8 @@ def _agents(target: Target, w: Workload, index: int) -> tuple[int, list[str]]:
     subs = agents_bench.submit_tasks(target, w.agents, project=LEAK_PROJECT, slug=f"leak-{index}-{_stamp()}",
                                      config=agents_bench.stub_config(sleep_ms=w.agent_work_ms, lines=w.agent_lines),
                                      timeout=w.timeout_s)  # fmt: skip
-    done, pending = agents_bench.wait_for_runs(target, subs, timeout=w.timeout_s)
+    done, pending = agents_bench.wait_for_runs(target, subs, timeout=w.timeout_s,
+                                               stall_timeout=min(w.timeout_s, agents_bench.stall_bound(w.agent_work_ms)))  # fmt: skip
     errors = [f"task submission: {s.error}" for s in subs if s.error][:3]
     completed = sum(1 for o in done if o.status == "completed")
     if completed < w.agents:
@@ -475,7 +505,10 @@ def run_leak_cycles(
         report = run_cycle(target, w, index)
         report.idle = idle_point(target.pid, idle_s=idle_s, quiet_timeout=w.timeout_s)
         if not report.idle.get("quiet"):
-            report.errors.append(f"agent processes still alive {w.timeout_s:g} s after the cycle")
+            left = report.idle.get("agents_left") or []
+            report.errors.append(f"agent processes still alive {w.timeout_s:g} s after the cycle, although every "
+                                 f"task of it was done: {', '.join(left[:3]) or 'none listed'}"
+                                 + (f" and {len(left) - 3} more" if len(left) > 3 else ""))  # fmt: skip
         basis = basis or memory_basis(report.idle)
         report.values = resource_values(report.idle, basis)
         report.t_s = time.monotonic() - start
@@ -484,6 +517,8 @@ def run_leak_cycles(
             with contextlib.suppress(Exception):  # progress output must never break the measurement
                 on_cycle(report)
         measured = len(reports) - 1
+        if report.errors:
+            break  # a verdict over a failing workload proves nothing: stop now, not after every cycle
         if measured >= MAX_CYCLES:
             break
         if measured >= cycles and (duration_s is None or time.monotonic() - start >= duration_s):

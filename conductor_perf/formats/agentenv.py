@@ -56,9 +56,9 @@ PROMPT_NAMES: dict[str, dict[str, str]] = {CURRENT: NAMES[CURRENT], LEGACY: NAME
 named the task and run folders there, under the unprefixed names)."""
 
 DESCRIPTIONS = {
-    CURRENT: "JRUN_ names (conductor-loop from 2026-02-26)",
-    LEGACY: "names before the JRUN_ prefix (conductor-loop 2026-02-20 to 02-26)",
-    EARLY: "no task or run folder in the environment (conductor-loop before 2026-02-20)",
+    CURRENT: "JRUN_ names, conductor-loop builds from 2026-02-26",
+    LEGACY: "the names before the JRUN_ prefix, conductor-loop builds of 2026-02-20 to 02-26",
+    EARLY: "no task or run folder in the environment, conductor-loop builds before 2026-02-20",
 }
 
 STUB_LOOKUP: dict[str, tuple[str, ...]] = {
@@ -152,7 +152,7 @@ class StubReport:
         return "mixed"
 
     def describe(self) -> str:
-        """One line for the log's metadata, e.g. ``TASK_FOLDER, RUN_FOLDER, ... (names before the JRUN_ prefix ...)``."""
+        """One line for the log's metadata, e.g. ``TASK_FOLDER, RUN_FOLDER, ... (the names before the JRUN_ prefix, ...)``."""
         names = ", ".join(self.names) or "none of the known names"
         what = DESCRIPTIONS.get(self.style, "a mix of names")
         text = f"{names} ({what})"

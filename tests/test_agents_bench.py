@@ -153,3 +153,13 @@ def test_stop_tasks_reports_a_task_it_cannot_stop(tmp_path: Path) -> None:
     problems = agent_tasks.stop_tasks(dead, [("proj", "task-20260101-000000-x")], timeout=0.5)
     assert problems[0].startswith("DELETE /api/v1/tasks/task-20260101-000000-x: ConnectError")
     assert problems[1].startswith("1 task(s) not confirmed stopped within 0.5 s")
+
+
+def test_load_test_cli_reports_tasks_that_cannot_finish(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conductor_perf import loadtest
+
+    with _server(tmp_path, agentenv.EARLY) as srv:
+        rc = loadtest.main([srv.url, "--tasks", "2", "--root", str(srv.config.root), "--timeout", "60"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "load test: FAIL: task perf-load/" in out and "neither JRUN_TASK_FOLDER nor TASK_FOLDER" in out

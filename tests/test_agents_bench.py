@@ -163,3 +163,20 @@ def test_load_test_cli_reports_tasks_that_cannot_finish(tmp_path: Path, capsys: 
     out = capsys.readouterr().out
     assert rc == 1
     assert "load test: FAIL: task perf-load/" in out and "neither JRUN_TASK_FOLDER nor TASK_FOLDER" in out
+
+
+def test_report_describes_names_build_and_what_stops_tasks() -> None:
+    line = "conductor-perf stub env: task_folder=JRUN_TASK_FOLDER run_folder=JRUN_RUN_FOLDER message_bus=JRUN_MESSAGE_BUS runs_dir=JRUN_RUNS_DIR conductor_url=JRUN_CONDUCTOR_URL\n"
+    skip = agentenv.parse_stub_report(line + "conductor-perf stub done: not created: STUB_SKIP_DONE=1\n")
+    assert skip is not None and skip.describe() == (
+        "JRUN_TASK_FOLDER, JRUN_RUN_FOLDER, JRUN_MESSAGE_BUS, JRUN_RUNS_DIR, JRUN_CONDUCTOR_URL "
+        "(JRUN_ names, conductor-loop builds from 2026-02-26); the stub does not create DONE: STUB_SKIP_DONE=1")
+    early = agentenv.parse_stub_report(
+        "x\nconductor-perf stub env: task_folder=none run_folder=none message_bus=MESSAGE_BUS runs_dir=RUNS_DIR "
+        "conductor_url=none\nconductor-perf stub done: not created: the server set neither JRUN_TASK_FOLDER nor "
+        "TASK_FOLDER\n")  # fmt: skip
+    assert early is not None and early.style == agentenv.EARLY and early.names == ["MESSAGE_BUS", "RUNS_DIR"]
+    assert early.describe().endswith("so agents cannot mark a task done")
+    mixed = agentenv.parse_stub_report("conductor-perf stub env: task_folder=JRUN_TASK_FOLDER run_folder=RUN_FOLDER\n")
+    assert mixed is not None and mixed.style == "mixed" and "a mix of names" in mixed.describe()
+    assert agentenv.parse_stub_report("warn\n") is None

@@ -158,6 +158,8 @@ class StubReport:
         text = f"{names} ({what})"
         if not self.has_task_folder:
             text += f"; no task folder: {missing_task_folder()}, so agents cannot mark a task done"
+        elif self.done.startswith("not created: "):
+            text += f"; the stub does not create DONE: {self.done.removeprefix('not created: ')}"
         return text
 
     def to_dict(self) -> dict[str, object]:

@@ -309,6 +309,7 @@ def test_all_runs_stream_sees_first_lines_of_new_runs(srv: ServerThread, root: P
             "config": {"STUB_STDOUT_TEXT": "first|second|third"}})  # fmt: skip
         run_id = resp.json()["run_id"]
         lines: list[str] = []
+        stderr: list[str] = []
         statuses: list[str] = []
         deadline = time.monotonic() + TIMEOUT
         while "completed" not in statuses and time.monotonic() < deadline:
@@ -317,10 +318,11 @@ def test_all_runs_stream_sees_first_lines_of_new_runs(srv: ServerThread, root: P
             if data["run_id"] != run_id:
                 continue
             if ev.event == "log":
-                lines.append(data["line"])
+                (lines if data["stream"] == "stdout" else stderr).append(data["line"])
             elif ev.event == "status":
                 statuses.append(data["status"])
         assert lines == ["first", "second", "third"]
+        assert [line.split(":")[0] for line in stderr] == ["conductor-perf stub env", "conductor-perf stub done"]
         assert statuses[-1] == "completed"
         external = synthetic_run(root)
         run_dir = runs.run_dir(root, external.project_id, external.task_id, external.run_id)

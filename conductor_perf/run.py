@@ -301,6 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     return rc
 
 
+def root_suite_name(output_xml: Path) -> str:
+    """The name of the top suite in a Robot ``output.xml`` (``""`` when it cannot be read)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        for _, elem in ET.iterparse(output_xml, events=("start",)):
+            if elem.tag == "suite":
+                return elem.get("name", "")
+    except (OSError, ET.ParseError):
+        return ""
+    return ""
+
+
 def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: dict[str, str]) -> int:
     """Measure the failed tests once more (plain robot) and merge; returns the merged exit code.
 
@@ -316,8 +329,13 @@ def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: di
           flush=True)  # fmt: skip
     time.sleep(settle)
     again = argparse.Namespace(**{**vars(args), "processes": 1})
+    # the second attempt runs only the suites that failed: with several suite files its top suite
+    # would get another name ("Load Test" instead of "Load Test & Agents"), and rebot merges only
+    # outputs with the same top suite
+    name = root_suite_name(first)
     cmd = robot_command(again, out, [*extra, "--rerunfailed", str(first), "--output", "rerun.xml",
-                                     "--log", "NONE", "--report", "NONE", "--xunit", "NONE"])  # fmt: skip
+                                     "--log", "NONE", "--report", "NONE", "--xunit", "NONE",
+                                     *(["--name", name] if name else [])])  # fmt: skip
     subprocess.call(cmd, env={**env, "CONDUCTOR_PERF_ATTEMPT": "2"}, cwd=REPO)
     if not (out / "rerun.xml").exists():
         os.replace(first, out / "output.xml")

@@ -203,3 +203,13 @@ def test_agent_env_option_reaches_the_embedded_conductor_only(tmp_path: Path) ->
     assert run.preflight(args, []).startswith("--agent-env sets what the embedded conductor plays")
     with pytest.raises(SystemExit):
         run._parser().parse_args(["--agent-env", "ancient"])
+
+
+def test_root_suite_name_is_read_from_the_first_attempt(tmp_path: Path) -> None:
+    out = tmp_path / "output.xml"
+    out.write_text('<?xml version="1.0"?>\n<robot generator="Robot 7.5"><suite id="s1" name="Load Test &amp; Agents">'
+                   '<suite id="s1-s1" name="Load Test"></suite></suite></robot>\n')  # fmt: skip
+    assert run.root_suite_name(out) == "Load Test & Agents"
+    assert run.root_suite_name(tmp_path / "missing.xml") == ""
+    (tmp_path / "torn.xml").write_text("<robot><sui")
+    assert run.root_suite_name(tmp_path / "torn.xml") == ""

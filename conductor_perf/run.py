@@ -56,9 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="", help="runs root of the conductor at --url")
     p.add_argument("--api-key", default="", help="API key of the conductor at --url")
     p.add_argument("--agent-env", choices=STYLES, default="",
-                   help="the embedded conductor plays this conductor-loop build's agent environment: current "
-                        "(JRUN_* names, default), legacy (TASK_FOLDER, RUN_FOLDER, MESSAGE_BUS, RUNS_DIR, "
-                        "CONDUCTOR_URL) or early (no task folder); sets CONDUCTOR_AGENT_ENV")  # fmt: skip
+                   help="the reference conductor (embedded, or its run-agent wrapper as --binary) plays this "
+                        "conductor-loop build's agent environment: current (JRUN_* names, default), legacy "
+                        "(TASK_FOLDER, RUN_FOLDER, MESSAGE_BUS, RUNS_DIR, CONDUCTOR_URL) or early (no task "
+                        "folder); sets CONDUCTOR_AGENT_ENV")  # fmt: skip
     p.add_argument("--include", action="append", default=[], help="only tests with this tag (repeatable)")
     p.add_argument("--exclude", action="append", default=[], help="skip tests with this tag (repeatable)")
     p.add_argument(
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     latest.symlink_to(run_id)
     env = dict(os.environ, CONDUCTOR_PERF_RESULTS=str(out), CONDUCTOR_PERF_FINALIZE="runner")
     if args.agent_env:
-        env["CONDUCTOR_AGENT_ENV"] = args.agent_env  # read by the embedded reference conductor
+        env["CONDUCTOR_AGENT_ENV"] = args.agent_env  # read by the reference conductor (a real build ignores it)
     # pabot starts `robot` by name: make this interpreter's scripts (the venv) come first on PATH
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     cmd = robot_command(args, out, extra)

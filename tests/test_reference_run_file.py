@@ -67,13 +67,18 @@ def test_output_md_is_served_with_its_metadata(done_run) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "content"), [("stdout", "one\ntwo\n"), ("stderr", "warn\n"), ("", "one\ntwo\n")]
+    ("name", "ending"), [("stdout", "one\ntwo\n"), ("stderr", "\nwarn\n"), ("", "one\ntwo\n")]
 )
-def test_logs_are_served_and_stdout_is_the_default(done_run, name: str, content: str) -> None:
-    client, _, run_id = done_run
+def test_logs_are_served_and_stdout_is_the_default(done_run, name: str, ending: str) -> None:
+    client, root, run_id = done_run
     params = {"name": name} if name else {}
     body = client.get(file_url(run_id), params=params).json()
-    assert body["content"] == content
+    on_disk = runs.run_dir(root, PROJECT, TASK, run_id) / (runs.STDERR if name == "stderr" else runs.STDOUT)
+    assert body["content"] == on_disk.read_text() and body["content"].endswith(ending)
+    if name != "stderr":
+        assert body["content"] == ending
+    else:  # the stub's report on its environment comes first
+        assert body["content"].startswith("conductor-perf stub env: ")
     assert body["name"] == (name or "stdout")
 
 

@@ -35,6 +35,9 @@ STALL_S = 60.0
 """How long a wait on agent runs goes on while no run starts or ends before it gives up with the reason."""
 STOP_TIMEOUT_S = 15.0
 """How long stopped tasks may take until none of their runs is running (SIGTERM ends the stub at once)."""
+STOP_SETTLE_S = 0.5
+"""A stopped task counts as stopped once it has had no running and no new run for this long: the run a
+task loop was starting when ``DONE`` appeared is spawned within milliseconds."""
 REPORT_BYTES = 4096
 """The stub writes its report first; this much of ``agent-stderr.txt`` holds it."""
 
@@ -135,7 +138,11 @@ def not_done_message(target: Target, project_id: str, task_id: str, run_id: str,
 
 def stop_tasks(target: Target, tasks: Iterable[tuple[str, str]], *, timeout: float = STOP_TIMEOUT_S) -> list[str]:
     """Stop tasks through ``DELETE /api/v1/tasks/{id}`` (writes ``DONE``, ends their runs) and wait until
-    none of their runs is running; returns the problems (empty when every task stopped).
+    they are quiet; returns the problems (empty when every task stopped).
+
+    Quiet means no run running and no new run for :data:`STOP_SETTLE_S`: a task loop that checked
+    for ``DONE`` just before the DELETE wrote it still starts the run it was about to start (the
+    real server does the same), and that run must end too before the task counts as stopped.
 
     Example::
 
@@ -156,37 +163,56 @@ def stop_tasks(target: Target, tasks: Iterable[tuple[str, str]], *, timeout: flo
             if resp.status_code not in (200, 202, 204, 404):  # 404: the task never got its TASK.md
                 problems.append(f"DELETE {path} answered {resp.status_code}: {resp.text.strip()[:120]}")
         deadline = time.monotonic() + timeout
-        running = todo
-        while running:
-            running = [t for t in running if _has_running_run(target, *t, client)]
-            if not running or time.monotonic() >= deadline:
+        seen: dict[tuple[str, str], tuple[int, float]] = {}  # task -> (runs, quiet since)
+        waiting = todo
+        while waiting:
+            now = time.monotonic()
+            still = []
+            for task in waiting:
+                state = _run_state(target, *task, client)
+                if state is None or state[0]:  # no answer, or a run still running
+                    seen.pop(task, None)
+                    still.append(task)
+                    continue
+                count, since = seen.get(task, (-1, now))
+                if count != state[1]:
+                    seen[task] = (state[1], now)  # a new run appeared (or the first look): quiet from now
+                    still.append(task)
+                elif now - since < STOP_SETTLE_S:
+                    still.append(task)
+            waiting = still
+            if not waiting or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
-    if running:
-        problems.append(f"{len(running)} task(s) not confirmed stopped within {timeout:g} s "
-                        f"(a run still running or no answer), e.g. {running[0][0]}/{running[0][1]}")  # fmt: skip
+    if waiting:
+        problems.append(f"{len(waiting)} task(s) not confirmed stopped within {timeout:g} s "
+                        f"(a run still running or no answer), e.g. {waiting[0][0]}/{waiting[0][1]}")  # fmt: skip
     return problems
 
 
-def _has_running_run(target: Target, project_id: str, task_id: str, client: httpx.Client) -> bool:
+def _run_state(target: Target, project_id: str, task_id: str, client: httpx.Client) -> tuple[bool, int] | None:
+    """(whether a run of the task is running, how many run folders it has); ``None`` without an answer."""
     if target.root is not None:
         runs_dir = runs.task_dir(target.root, project_id, task_id) / runs.RUNS_DIR
         try:
             names = os.listdir(runs_dir)
         except OSError:
-            return False
+            return False, 0
         for name in names:
             try:
                 info = runs.read_run_info(runs_dir / name / runs.RUN_INFO)
             except runs.StorageError:
-                continue  # no run-info yet: a run that is stopped before it starts never gets one
+                continue  # no run-info (yet): a run stopped before it started never gets one
             if info.end_time_ns == 0:
-                return True
-        return False
+                return True, len(names)
+        return False, len(names)
     path, params = _task_url(project_id, task_id)
     try:
         resp = client.get(path, params=params)
-        body = resp.json() if resp.status_code == 200 else {}
+        body = resp.json() if resp.status_code in (200, 404) else None
     except (httpx.HTTPError, ValueError):
-        return True
-    return any(r.get("status") == "running" for r in (body.get("runs") or []) if isinstance(r, dict))
+        return None
+    if not isinstance(body, dict):
+        return None
+    task_runs = [r for r in (body.get("runs") or []) if isinstance(r, dict)]
+    return any(r.get("status") == "running" for r in task_runs), len(task_runs)

@@ -4,6 +4,7 @@
         [--api-key K] [--disable-task-start] [--heartbeat-interval S] [--max-clients-per-run N]
         [--max-concurrent-runs N] [--restart-delay S] [--log-file F] [--no-file-helper]
         [--agent-env {current,legacy,early}]
+        [--slowdown-us N]
     python -m conductor_perf.reference --version
 
 It speaks conductor-loop's command line (``run-agent serve --config --root --host --port
@@ -22,6 +23,10 @@ when the flag is absent): ``current`` (default) exports ``JRUN_TASK_FOLDER``, ``
 ``TASK_FOLDER``, ``RUN_FOLDER``, ``MESSAGE_BUS``, ``RUNS_DIR``, ``CONDUCTOR_URL`` (builds of
 2026-02-20 to 02-26); ``early`` only ``MESSAGE_BUS`` and ``RUNS_DIR`` (builds before 2026-02-20,
 where no agent can find its task folder in the environment).
+
+``--slowdown-us N`` adds N microseconds of CPU work (a busy loop on the thread's CPU clock, not a
+sleep) to every API request (``/api/...``) and changes nothing else: a build that is slower by a
+known amount, to check that ``python -m conductor_perf.compare`` finds such a change.
 
 Test double (hidden option): ``--debug-leak-kb N`` makes every HTTP request retain N KiB for the
 life of the process, a deliberate leak that proves the leak test can fail
@@ -117,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(TASK_FOLDER, RUN_FOLDER, MESSAGE_BUS, RUNS_DIR, CONDUCTOR_URL: builds of 2026-02-20 to "
                         "02-26) or early (MESSAGE_BUS, RUNS_DIR only: before 2026-02-20); default "
                         "CONDUCTOR_AGENT_ENV")  # fmt: skip
+    p.add_argument("--slowdown-us", type=int, metavar="N",
+                   help="add N microseconds of CPU work (a busy loop, not a sleep) to every API request "
+                        "(/api/...) and nothing else: a known slowdown for A/B comparisons (default 0)")  # fmt: skip
     p.add_argument("--debug-leak-kb", type=int, default=0, help=argparse.SUPPRESS)  # test double, module doc
     return p
 
@@ -153,6 +161,8 @@ def config_from_args(args: argparse.Namespace) -> ReferenceConfig:
     agent_env = args.agent_env or os.environ.get("CONDUCTOR_AGENT_ENV", "").strip()
     if agent_env:
         cfg.agent_env = agent_env
+    if args.slowdown_us is not None:
+        cfg.slowdown_us = args.slowdown_us
     cfg.__post_init__()
     return cfg
 

@@ -164,6 +164,18 @@ class Metrics:
         return "".join(out)
 
 
+def burn_cpu(microseconds: int) -> int:
+    """Busy-loop until this thread has used ``microseconds`` of CPU time (``--slowdown-us``); returns
+    the nanoseconds it used. A CPU clock, not a wall clock: a thread preempted by a neighbour still
+    does the whole amount of work, so the slowdown is the same on a quiet and on a busy machine."""
+    start = time.thread_time_ns()
+    end = start + microseconds * 1000
+    now = start
+    while now < end:
+        now = time.thread_time_ns()
+    return now - start
+
+
 def _json(status: int, body: bytes, rid: str) -> web.Response:
     return web.Response(status=status, body=body, headers={"Content-Type": JSON_TYPE, REQUEST_ID: rid})
 
@@ -293,6 +305,8 @@ class ConductorServer:
         qpos = raw.find("?")
         raw_path = raw if qpos < 0 else raw[:qpos]
         path = urllib.parse.unquote(raw_path) if "%" in raw_path else raw_path
+        if self.cfg.slowdown_us and path.startswith("/api/"):
+            burn_cpu(self.cfg.slowdown_us)
         try:
             resp = await self._route(request, method, path, rid)
         except ApiError as err:

@@ -24,6 +24,7 @@ servers::
       fallback_poll_interval_ms: 25
       max_queued_events: 100000
       agent_env: current        # agent environment names: current (JRUN_*), legacy, early
+      slowdown_us: 0            # CPU work (busy loop) added to every API request: a known slowdown
 
 Flags override the file; the file overrides the defaults below. Unknown keys are ignored, like
 yaml.v3's non-strict decoding.
@@ -92,6 +93,7 @@ class ReferenceConfig:
     audit_fsync: bool = True
     file_helper: bool = True  # task-creation file work in a helper process (filehelper.py)
     agent_env: str = agentenv.CURRENT  # which build's agent environment names (formats/agentenv.py)
+    slowdown_us: int = 0  # microseconds of CPU work added to every /api/ request (a known slowdown)
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.abspath(os.path.expanduser(str(self.root))))
@@ -107,6 +109,8 @@ class ReferenceConfig:
             agentenv.check_style(self.agent_env)
         except agentenv.AgentEnvError as exc:
             raise ConfigError(str(exc)) from None
+        if self.slowdown_us < 0:
+            raise ConfigError(f"slowdown_us (--slowdown-us) must not be negative, got {self.slowdown_us}")
 
     def agent_search_path(self, base_path: str | None = None) -> str:
         """The PATH agents are resolved on and run with: prepended dirs, then the server's PATH."""
@@ -196,7 +200,7 @@ def config_from_dict(data: dict[str, Any], *, root: str | os.PathLike[str] | Non
 
     ref = _section(data, "reference")
     for key, kind in (("restart_delay_s", float), ("max_restarts", int), ("fallback_poll_interval_ms", int),
-                      ("max_queued_events", int)):  # fmt: skip
+                      ("max_queued_events", int), ("slowdown_us", int)):  # fmt: skip
         if key in ref:
             setattr(cfg, key, _num(ref[key], kind, f"reference.{key}"))
     if "stub_path" in ref:

@@ -27,7 +27,8 @@ creation rate (the disk's state) and 8.5 % in ``GET /api/v1/status``, so the reg
 A competing CPU-bound process halved every figure: the gate cannot tell contention from a code
 change, so measurements belong in exclusive phases (see :func:`comparability_warnings`).
 
-Everything here is pure Python (``math``, ``statistics``, ``bisect``) and deterministic.
+Everything here is pure Python (``math``, ``statistics``, ``bisect``) and deterministic; the rank test
+itself lives in :mod:`conductor_perf.stats`, shared with the A/B comparison.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from conductor_perf.records import MetricRecord, RunResults
+from conductor_perf.stats import MannWhitney, _clean, mann_whitney_u, min_attainable_p
 from conductor_perf.verdict import format_number
 
 __all__ = [
@@ -66,117 +68,11 @@ __all__ = [
 Verdict = Literal["regression", "improvement", "same"]
 
 
-def _clean(xs: Iterable[Any]) -> list[float]:
-    out = []
-    for x in xs:
-        if x is None or isinstance(x, bool):
-            continue
-        try:
-            f = float(x)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(f):
-            out.append(f)
-    return out
-
-
 def format_p(p: float | None) -> str:
     """A p-value as ``=0.034`` or ``<0.001`` (empty for None)."""
     if p is None:
         return ""
     return "<0.001" if p < 0.001 else f"={p:.3f}"
-
-
-# --------------------------------------------------------------------------------------------------
-# Mann-Whitney U
-
-
-class MannWhitney(NamedTuple):
-    """Result of :func:`mann_whitney_u`; unpacks as ``(u, p)``."""
-
-    u: float
-    p: float
-    method: str = "exact"
-
-
-def _ranks(values: Sequence[float]) -> tuple[list[float], list[int]]:
-    """Average ranks (1-based) of ``values`` and the sizes of tie groups larger than one."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    ties: list[int] = []
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        avg = (i + j) / 2 + 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = avg
-        if j > i:
-            ties.append(j - i + 1)
-        i = j + 1
-    return ranks, ties
-
-
-def _u_distribution(n: int, m: int) -> list[int]:
-    """Counts of arrangements giving U = 0..n*m (coefficients of the Gaussian binomial [n+m, n]_q)."""
-    size = n * m + 1
-    c = [0] * size
-    c[0] = 1
-    # multiply by prod_{i=1..n} (1 - q^(m+i)), truncated at degree n*m
-    for i in range(1, n + 1):
-        k = m + i
-        for j in range(size - 1, k - 1, -1):
-            c[j] -= c[j - k]
-    # divide by prod_{i=1..n} (1 - q^i): multiply by the series 1 / (1 - q^i)
-    for i in range(1, n + 1):
-        for j in range(i, size):
-            c[j] += c[j - i]
-    return c
-
-
-_EXACT_LIMIT = 2500  # n*m up to which the exact distribution is used (no ties)
-
-
-def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> MannWhitney:
-    """Two-sided Mann-Whitney U test of samples ``a`` and ``b``.
-
-    Returns ``(U, p)`` where U is the statistic of ``a`` (the number of pairs with ``a > b``, ties
-    counting one half) and p the two-sided p-value: exact when there are no ties and
-    ``len(a) * len(b) <= 2500``, otherwise the normal approximation with tie and continuity
-    correction. Empty input gives ``(nan, 1.0)``.
-
-    >>> mann_whitney_u([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]).p < 0.01
-    True
-    """
-    xa, xb = _clean(a), _clean(b)
-    n, m = len(xa), len(xb)
-    if n == 0 or m == 0:
-        return MannWhitney(math.nan, 1.0, "empty")
-    ranks, ties = _ranks(xa + xb)
-    r_a = sum(ranks[:n])
-    u = r_a - n * (n + 1) / 2
-    if not ties and n * m <= _EXACT_LIMIT:
-        dist = _u_distribution(n, m)
-        total = sum(dist)
-        ui = int(round(u))
-        cdf = sum(dist[: ui + 1]) / total
-        sf = sum(dist[ui:]) / total
-        return MannWhitney(u, min(1.0, 2 * min(cdf, sf)), "exact")
-    big_n = n + m
-    tie_term = sum(t**3 - t for t in ties) / (big_n * (big_n - 1))
-    var = n * m / 12 * ((big_n + 1) - tie_term)
-    if var <= 0:
-        return MannWhitney(u, 1.0, "normal")
-    z = max(0.0, abs(u - n * m / 2) - 0.5) / math.sqrt(var)
-    return MannWhitney(u, min(1.0, math.erfc(z / math.sqrt(2))), "normal")
-
-
-def min_attainable_p(n: int, m: int) -> float:
-    """Smallest two-sided p-value the rank test can give for sample sizes ``n`` and ``m`` (no ties)."""
-    if n <= 0 or m <= 0:
-        return 1.0
-    return min(1.0, 2 / math.comb(n + m, n))
 
 
 # --------------------------------------------------------------------------------------------------

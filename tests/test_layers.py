@@ -1,5 +1,6 @@
 """Imports inside the package run one way: no module imports another that (indirectly) imports it,
-and the results modules are layered report -> history / regression -> records -> verdict."""
+and the results modules are layered report -> history / regression -> records -> verdict, with
+the statistics (stats) below them all."""
 
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ def test_results_modules_are_layered():
     assert own["conductor_perf.environment"] == set()
     assert own["conductor_perf.records"] <= {"verdict", "environment"}
     assert own["conductor_perf.history"] <= {"records", "environment", "verdict"}
-    assert own["conductor_perf.regression"] <= {"records", "verdict"}
-    lower = {"verdict", "environment", "records", "history", "regression"}
+    assert own["conductor_perf.stats"] == set()
+    assert own["conductor_perf.regression"] <= {"records", "verdict", "stats"}
+    lower = {"verdict", "environment", "stats", "records", "history", "regression"}
     assert not any("report" in own[f"conductor_perf.{m}"] for m in lower)

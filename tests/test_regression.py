@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from conductor_perf import history, regression, report_cli
+from conductor_perf import history, regression, report_cli, stats
 from conductor_perf.records import MetricRecord, RunResults
 from conductor_perf.regression import Gate, compare, effect_size, mann_whitney_u, noise_floor, parse_gate
 
@@ -42,7 +42,7 @@ def test_exact_p_matches_a_hand_computed_case():
 
 def test_u_distribution_is_symmetric_and_complete():
     for n, m in ((1, 1), (3, 4), (7, 5), (10, 10)):
-        d = regression._u_distribution(n, m)
+        d = stats._u_distribution(n, m)
         assert sum(d) == math.comb(n + m, n)
         assert d == d[::-1]
 

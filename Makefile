@@ -5,6 +5,8 @@
 #   make perf PROFILE=quick     the short profile (CI)
 #   make perf-pabot             the same under pabot (PROCESSES=2)
 #   make acceptance             only the acceptance suites (tag acceptance) against the embedded conductor
+#   make compare A=embedded B="embedded:--slowdown-us 20" [SUITES=api] [ROUNDS=5] [PROFILE=quick]
+#                               two SUTs in one interleaved (ABBA) run: the ratio B/A of every figure
 #   make test                   the project's unit tests (pytest)
 #   make perf-tools             Linux perf, for the CPU hot spots of a conductor-loop build (apt)
 PYTHON    ?= python3
@@ -15,7 +17,7 @@ PROFILE   ?= default
 PROCESSES ?= 2
 ARGS      ?=
 
-.PHONY: venv test perf perf-pabot acceptance lint libdoc wrk perf-tools calibrate clean
+.PHONY: venv test perf perf-pabot acceptance compare lint libdoc wrk perf-tools calibrate clean
 
 venv: $(STAMP)
 
@@ -38,10 +40,16 @@ acceptance: $(STAMP)
 perf-pabot: $(STAMP)
 	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) --processes $(PROCESSES) $(ARGS)
 
+# A and B: embedded, embedded:<reference flags> or a conductor-loop executable; the profile is quick
+# unless PROFILE is given on the command line or in the environment
+compare: $(STAMP)
+	$(BIN)/python -m conductor_perf.compare --a "$(A)" --b "$(B)" $(if $(SUITES),--suites "$(SUITES)") \
+	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE)) $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/robocop check suites resources
-	$(BIN)/robocop format --check suites resources
+	$(BIN)/robocop check suites resources compare
+	$(BIN)/robocop format --check suites resources compare
 
 libdoc: $(STAMP)
 	mkdir -p results/libdoc

@@ -34,6 +34,7 @@ __all__ = [
     "nice_ticks",
     "percentile_curve",
     "percentile_points",
+    "ratio_chart",
     "svg_img_html",
     "timeline",
 ]
@@ -743,3 +744,96 @@ def _svg_title(svg: str) -> str:
     from xml.sax.saxutils import unescape
 
     return unescape(svg[start + 7 : end])
+
+
+# --------------------------------------------------------------------------------------------------
+# ratios with intervals (A/B comparison)
+
+_RATIO_COLOURS = {
+    "slower": "#D55E00",
+    "worse": "#D55E00",
+    "faster": "#009E73",
+    "better": "#009E73",
+    "no detectable change": "#0072B2",
+}
+_RATIO_TICKS = (0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 2.0, 5.0, 10.0)
+
+
+def _ratio_text(v: object) -> str:
+    f = float(v)  # type: ignore[arg-type]
+    return f"{f:.3f}" if f < 10 else f"{f:.3g}"
+
+
+def ratio_chart(rows: Sequence[Mapping[str, object]], title: str, *, width: int = 820, row_height: int = 20) -> str:
+    """One row per figure: the ratio B/A as a dot, its interval as a bar, around a dashed line at 1.0.
+
+    ``rows`` are ``{"label", "ratio", "low", "high", "verdict"}`` in display order (``low``/``high``
+    ``None`` when the figure has no interval, ``ratio`` ``None`` when it has no ratio). The value axis
+    is logarithmic, so B twice as high and half as high lie equally far from 1.0; intervals beyond
+    the axis (0.1 to 10) end in an arrow. Dots and bars are coloured by verdict (slower/worse,
+    faster/better, no detectable change); the ratio and interval are written at the right.
+
+    Returns the SVG document; each row is a ``<g class="ratio" data-label="…" data-verdict="…">``.
+    """
+    items = [dict(r) for r in rows]
+    values = [float(v) for r in items for v in (r.get("ratio"), r.get("low"), r.get("high"))
+              if _finite(v) and float(v) > 0]  # fmt: skip
+    reach = max([abs(math.log(v)) for v in values] + [math.log(1.1)])
+    reach = min(reach * 1.08, math.log(10.0))
+    lo_l, hi_l = -reach, reach
+    longest = max((len(str(r.get("label", ""))) for r in items), default=8)
+    shown = min(longest, 60)
+    left = int(min(max(90, 12 + 6.2 * shown), width * 0.5))
+    seen = [v for v in dict.fromkeys(str(r.get("verdict", "")) for r in items) if v]
+    top = 64  # title, legend, then the label of the 1.0 line
+    height = top + 44 + max(1, len(items)) * (row_height + 4) + 8
+    c = _Canvas(width, height, title, left=left, right=150, top=top, bottom=44)
+    if not items:
+        c.no_data()
+        return c.render()
+
+    def sx(v: float) -> float:
+        lv = min(max(math.log(v), lo_l), hi_l)
+        return c.x0 + (lv - lo_l) * (c.x1 - c.x0) / (hi_l - lo_l)
+
+    ticks: list[float] = []
+    for t in sorted(_RATIO_TICKS, key=lambda t: (abs(math.log(t)), t)):  # 1.0 first, then outwards
+        if lo_l - 1e-9 <= math.log(t) <= hi_l + 1e-9 and all(abs(sx(t) - sx(u)) >= 34 for u in ticks):
+            ticks.append(t)
+    ticks.sort()
+    c.x_axis(ticks, sx, "B / A (log scale): below 1.0 B's figure is lower, above it higher",
+             tick_text=lambda t: f"{t:g}", grid=True)  # fmt: skip
+    c.add('<g class="ratios" font-size="11" fill="#333">')
+    for i, r in enumerate(items):
+        label = str(r.get("label", ""))
+        verdict = str(r.get("verdict", ""))
+        colour = _RATIO_COLOURS.get(verdict, "#999999")
+        y = c.y1 + 4 + i * (row_height + 4) + row_height / 2
+        short = label if len(label) <= shown else label[: shown - 1] + "…"
+        ratio, low, high = (r.get(k) for k in ("ratio", "low", "high"))
+        parts = [f'<g class="ratio" data-label={_attr(label)} data-verdict={_attr(verdict)}>',
+                 f'<text x="{_f(c.x0 - 6)}" y="{_f(y + 4)}" text-anchor="end">{_text(short)}</text>']  # fmt: skip
+        if _finite(low) and _finite(high) and float(low) > 0 and float(high) > 0:
+            xa, xb = sx(float(low)), sx(float(high))
+            parts.append(f'<line class="interval" x1="{_f(xa)}" y1="{_f(y)}" x2="{_f(xb)}" y2="{_f(y)}" '
+                         f'stroke="{colour}" stroke-width="4" stroke-linecap="round" opacity="0.55"/>')  # fmt: skip
+            for end, x, beyond in ((float(low), xa, math.log(float(low)) < lo_l), (float(high), xb,
+                                   math.log(float(high)) > hi_l)):  # fmt: skip
+                if beyond:
+                    d = -6 if end < 1 else 6
+                    parts.append(f'<path class="beyond" d="M{_f(x + d)},{_f(y)} L{_f(x)},{_f(y - 4)} '
+                                 f'L{_f(x)},{_f(y + 4)} Z" fill="{colour}"/>')  # fmt: skip
+            text = f"{_ratio_text(ratio)} [{_ratio_text(low)}, {_ratio_text(high)}]" if _finite(ratio) else ""
+        else:
+            text = f"{_ratio_text(ratio)}, no interval" if _finite(ratio) else "no ratio"
+        if _finite(ratio) and float(ratio) > 0:
+            tip = f"{label}: {text} ({verdict})" if verdict else f"{label}: {text}"
+            parts.append(f'<circle class="point" cx="{_f(sx(float(ratio)))}" cy="{_f(y)}" r="4" fill="{colour}">'
+                         f"<title>{_text(tip)}</title></circle>")  # fmt: skip
+        parts.append(f'<text class="value" x="{_f(c.x1 + 8)}" y="{_f(y + 4)}">{_text(text)}</text></g>')
+        c.add("".join(parts))
+    c.add("</g>")
+    c.v_target(sx(1.0), "1.0: no change")
+    if seen:
+        c.legend([(v, _RATIO_COLOURS.get(v, "#999999")) for v in seen])
+    return c.render()

@@ -45,6 +45,9 @@ DEFAULT_POLL_S = 0.1
 """How often the watchdog checks the SUT."""
 DEFAULT_HEALTH_FAILURES = 3
 """Consecutive failed health checks after which an external SUT counts as down."""
+UNEXPECTED_EXIT = "conductor exited unexpectedly"
+"""The metric of the failed figure recorded when an owned SUT is found dead although the suite did
+not kill it (a crash); an A/B comparison fails the round that has one."""
 
 _ORPHANS: dict[int, list[psutil.Process]] = {}
 

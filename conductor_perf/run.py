@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--binary-config", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key of the binary, e.g. api.sse.max_clients_per_run=500 (repeatable; "
                         "added to CONDUCTOR_BINARY_CONFIG)")  # fmt: skip
+    p.add_argument("--embedded-arg", action="append", default=[], metavar="ARG",
+                   help="one more flag of the embedded reference conductor, e.g. --embedded-arg=--slowdown-us "
+                        "--embedded-arg 20 (repeatable; added to CONDUCTOR_EMBEDDED_ARGS)")  # fmt: skip
     p.add_argument("--url", default="", help="attach to this conductor instead of the embedded one")
     p.add_argument("--root", default="", help="runs root of the conductor at --url")
     p.add_argument("--api-key", default="", help="API key of the conductor at --url")
@@ -122,6 +125,7 @@ def robot_command(args: argparse.Namespace, out: Path, extra: list[str]) -> list
         ("CONDUCTOR_ROOT", args.root),
         ("CONDUCTOR_API_KEY", args.api_key),
         *binary_variables(args),
+        *embedded_variables(args),
     ):
         if value:
             cmd += ["--variable", f"{name}:{value}"]
@@ -145,6 +149,13 @@ def binary_variables(args: argparse.Namespace, environ: dict[str, str] | None = 
     config = shlex.split(env.get("CONDUCTOR_BINARY_CONFIG", "")) + list(args.binary_config)
     return [("CONDUCTOR_BINARY", binary), ("CONDUCTOR_BINARY_ARGS", shlex.join(extra)),
             ("CONDUCTOR_BINARY_CONFIG", shlex.join(config))]  # fmt: skip
+
+
+def embedded_variables(args: argparse.Namespace, environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """``CONDUCTOR_EMBEDDED_ARGS``: the environment's reference flags, then the options' (shell words)."""
+    env = os.environ if environ is None else environ
+    words = shlex.split(env.get("CONDUCTOR_EMBEDDED_ARGS", "")) + list(getattr(args, "embedded_arg", []))
+    return [("CONDUCTOR_EMBEDDED_ARGS", shlex.join(words))] if words else []
 
 
 def _kind(value: str) -> str:
@@ -218,6 +229,10 @@ def preflight(args: argparse.Namespace, extra: list[str], environ: dict[str, str
         problem = _binary_problem(args, environ)
         if problem:
             return problem
+    if args.embedded_arg or environ.get("CONDUCTOR_EMBEDDED_ARGS"):
+        problem = _embedded_problem(args, environ)
+        if problem:
+            return problem
     kinds = _target_kinds()
     checks = [(name, value, "--variable") for name, value in _overrides(extra)]
     checks += [(name, environ[env], f"environment {env}") for name, (_, _, env) in kinds.items()
@@ -231,6 +246,21 @@ def preflight(args: argparse.Namespace, extra: list[str], environ: dict[str, str
             what = "a number" if kind == "number" else "a duration like '10 s'"
             return f"{name} must be {what} (default {default}), got {value!r} from {source}"
     return ""
+
+
+def _embedded_problem(args: argparse.Namespace, environ: dict[str, str]) -> str:
+    """The first problem of the embedded conductor's extra flags, or ``""``."""
+    from .reference.__main__ import flags_problem
+
+    if args.url or environ.get("CONDUCTOR_URL") or args.binary or environ.get("CONDUCTOR_BINARY"):
+        return ("--embedded-arg / CONDUCTOR_EMBEDDED_ARGS are flags of the embedded conductor, but the SUT is "
+                + ("a URL" if args.url or environ.get("CONDUCTOR_URL") else "a binary"))  # fmt: skip
+    try:
+        words = shlex.split(environ.get("CONDUCTOR_EMBEDDED_ARGS", "")) + list(args.embedded_arg)
+    except ValueError as exc:
+        return f"CONDUCTOR_EMBEDDED_ARGS is not valid shell words ({exc}): {environ.get('CONDUCTOR_EMBEDDED_ARGS')!r}"
+    problem = flags_problem(words)
+    return f"embedded conductor flags {shlex.join(words)!r}: {problem}" if problem else ""
 
 
 def _binary_problem(args: argparse.Namespace, environ: dict[str, str]) -> str:

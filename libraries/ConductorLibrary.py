@@ -8,7 +8,7 @@ import shlex
 from datetime import timedelta
 from pathlib import Path
 
-from _perf_base import figure, require_target, robot_var, seconds, skip
+from _perf_base import context, figure, require_target, robot_var, seconds, skip
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
@@ -29,7 +29,8 @@ class ConductorLibrary:
     `Start Or Attach Conductor` decides, from variables or the environment of the same names:
 
     - nothing set: it starts the embedded reference conductor on a free 127.0.0.1 port with a
-      fresh runs root under the results folder;
+      fresh runs root under the results folder; ``CONDUCTOR_EMBEDDED_ARGS`` adds reference flags
+      (shell words, e.g. ``--slowdown-us 20``);
     - ``CONDUCTOR_BINARY`` (a conductor-loop executable, e.g. ``run-agent``): it starts that
       binary as ``serve --config <generated> --root <fresh root> --host 127.0.0.1 --port <free>``
       with the stub agent first on its PATH and HOME in a scratch folder, and owns it exactly like
@@ -95,8 +96,10 @@ class ConductorLibrary:
         Arguments default to the variables/environment ``CONDUCTOR_URL``, ``CONDUCTOR_ROOT``,
         ``CONDUCTOR_API_KEY``, ``CONDUCTOR_BINARY``, ``CONDUCTOR_BINARY_ARGS`` and
         ``CONDUCTOR_BINARY_CONFIG`` (see `Choosing the SUT`). ``extra_args`` are added to the embedded
-        conductor's command line (shell words). Returns the base URL. Fails the whole run with one
-        line when the SUT cannot be started or reached.
+        conductor's command line (shell words; default ``CONDUCTOR_EMBEDDED_ARGS``). Returns the base
+        URL. Fails the whole run with one line when the SUT cannot be started or reached. An owned SUT
+        found dead here (not killed by the suite) is recorded as a failed figure ``conductor exited
+        unexpectedly`` before a fresh one is started.
 
         Example:
         | `Start Or Attach Conductor`    # embedded, or CONDUCTOR_BINARY / CONDUCTOR_URL if set
@@ -113,6 +116,7 @@ class ConductorLibrary:
         ctx = self.context
         if ctx.target is not None:
             if faults.is_down(ctx.target):
+                self._note_unexpected_exit(ctx.target)
                 logger.warn(f"{faults.down_reason(ctx.target)}: starting a fresh one on the same runs root")
                 try:
                     self._restart(ctx.target)
@@ -141,7 +145,7 @@ class ConductorLibrary:
                     root=root or (sut_dir / "root"),
                     log_dir=sut_dir,
                     api_key=api_key,
-                    extra_args=_words(extra_args, "extra_args"),
+                    extra_args=_words(extra_args or _setting("CONDUCTOR_EMBEDDED_ARGS"), "CONDUCTOR_EMBEDDED_ARGS"),
                 )
         except sut.TargetError as exc:
             BuiltIn().fatal_error(str(exc))
@@ -158,6 +162,10 @@ class ConductorLibrary:
     def stop_conductor(self) -> None:
         """Stop an owned SUT and its whole process tree (an attached server is left running).
 
+        An owned SUT that is found dead here although the suite did not kill it is recorded as a
+        failed figure ``conductor exited unexpectedly`` (its exit status and log), so a run whose SUT
+        crashed never reads as a clean one.
+
         Example:
         | `Stop Conductor`
         """
@@ -168,7 +176,22 @@ class ConductorLibrary:
             self._kill = None
         target, self.context.target = self.context.target, None
         if target is not None:
+            if faults.is_down(target):
+                self._note_unexpected_exit(target)
             target.stop()
+
+    def _note_unexpected_exit(self, target: sut.Target) -> None:
+        """Record a dead owned SUT that the suite did not kill (a crash) as a failed figure."""
+        ctx = self._context()
+        fault = ctx.last_fault
+        if target.process is None or (fault is not None and fault.pid == target.pid):  # the suite's own fault
+            return
+        reason = faults.down_reason(target) or f"{target.name} exited"
+        log = f"; its log: {target.log_path}" if target.log_path else ""
+        suite, test = context()
+        ctx.record(suite=suite, test=test, metric=faults.UNEXPECTED_EXIT, unit="exit status", value=target.exit_status(),
+                   verdict="fail", message=f"{reason}, not killed by the suite{log}", extra=target.describe())  # fmt: skip
+        logger.warn(f"{reason}, not killed by the suite{log}")
 
     @keyword
     def kill_conductor(self, after: timedelta = timedelta(0)) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -247,6 +248,7 @@ class ResourceLibrary:
                 skip(f"a goroutine dump needs the SUT's process and its stderr log: pid {target.pid}, log {log_path}")
             logger.console(f"\n    goroutines at the peak of {agents} agents, {sse_clients} SSE clients, "
                            f"{connections} connections (SIGQUIT stack dump: the SUT exits)")  # fmt: skip
+            run_context().note_fault("sigquit", time.time(), target.pid)  # the suite stops it: no crash
             try:
                 peak = goroutine_bench.goroutines_under_load(target, log_path, **load)
             except GoroutineDumpError as exc:

@@ -129,6 +129,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SUITE_FLAGS = ("--root", "--host", "--port", "--log-file", "--api-key", "--version")
+"""Flags the suite sets itself when it starts the reference (extra flags must not repeat them)."""
+
+
+def flags_problem(words: Sequence[str], *, reserved: Sequence[str] = SUITE_FLAGS) -> str:
+    """The first problem of extra serve flags (unknown flag, bad value, a ``reserved`` one), or ``""``.
+
+    >>> flags_problem(["--slowdown-us", "20"])
+    ''
+    >>> flags_problem(["--slowdown-us"])
+    'argument --slowdown-us: expected one argument'
+    """
+    words = list(words)
+    for word in words:
+        name = word.split("=", 1)[0]
+        if name in reserved:
+            return f"{name} is set by the suite itself"
+    parser = build_parser()
+
+    def refuse(message: str) -> None:
+        raise ValueError(message)
+
+    parser.error = refuse  # type: ignore[method-assign]  # one line instead of usage and exit
+    try:
+        config_from_args(parser.parse_args(words[1:] if words[:1] == ["serve"] else words))  # reads --config
+    except (ValueError, ConfigError) as exc:
+        return str(exc)
+    return ""
+
+
 def config_from_args(args: argparse.Namespace) -> ReferenceConfig:
     """Config file + environment + flags -> :class:`ReferenceConfig`."""
     config_path = args.config or os.environ.get("CONDUCTOR_CONFIG") or None

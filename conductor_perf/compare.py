@@ -35,6 +35,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -457,16 +458,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = Path(args.results).resolve()
         compare_id = args.id or f"compare-{new_run_id()}"
         directory = results / compare_id
-        if directory.exists() and any(directory.iterdir()):
-            raise CompareError(f"{directory} already holds a comparison: choose another --id")
-        directory.mkdir(parents=True, exist_ok=True)
-        dry_run(plan, a, directory / "dry-run")
-        if b.spec != a.spec:
-            dry_run(plan, b, directory / "dry-run")
+        if directory.exists():
+            raise CompareError(f"{directory} already exists: choose another --id")
+        scratch = Path(tempfile.mkdtemp(prefix="conductor-compare-dry-run-"))
+        try:
+            dry_run(plan, a, scratch)
+            if b.spec != a.spec:
+                dry_run(plan, b, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     except CompareError as exc:
         print(f"conductor-perf compare: {exc}", file=sys.stderr)
         return 2
-    shutil.rmtree(directory / "dry-run", ignore_errors=True)
+    directory.mkdir(parents=True)
     plan["created"] = utc_now()
     write_text_atomic(directory / PLAN_FILE, json.dumps(plan, indent=1) + "\n")
     latest = results / "latest-compare"

@@ -6,8 +6,8 @@ run can serve as a regression baseline after its directory is deleted.
 
 Baselines per SUT identity and profile
 ======================================
-A run is only compared with a run of the same kind: ``latest`` / ``latest-passing`` pick the
-newest run whose profile AND SUT identity (:class:`conductor_perf.environment.SutIdentity`: kind,
+A run is only compared with a run of the same kind: ``latest``, ``latest-measured`` and
+``latest-passing`` pick the newest run whose profile AND SUT identity (:class:`conductor_perf.environment.SutIdentity`: kind,
 version and, when known, the binary's sha256) equal the current run's. An embedded run never
 baselines a run against a real server, a quick run never baselines a default run, and two builds
 of conductor-loop with the same version but different binaries are not mixed up. The identity is
@@ -16,6 +16,17 @@ kind (written by hand, or by ``report_cli merge`` of parts without a SUT record)
 embedded conductor of unknown version, so it can never baseline a real-server run. A baseline
 named explicitly (a run id, directory or file) is used as given: that is how two different builds
 are compared on purpose; the comparison then warns that the SUTs differ.
+
+Which earlier run: ``latest-measured``
+======================================
+The regression suite and ``report_cli compare`` use ``latest-measured``: the newest run of the same
+profile and SUT identity that measured at least one of the figures being compared (a value, not a
+skip), **whether or not it passed its targets**. A regression is a change between two runs, not a
+target miss: a conductor-loop build that misses some targets in every run (0.76 misses 17 of 91 in
+the quick profile) would never find a ``latest-passing`` baseline, and its second run would not be
+compared with its first. The note names the run and says whether it passed or how many targets it
+missed (:func:`baseline_note`). ``latest-passing`` (newest run without a failed or invalid record)
+and ``latest`` (newest run, even one that measured none of the figures) remain available.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +42,22 @@ from conductor_perf.environment import SutIdentity
 from conductor_perf.records import METRICS_FILE, ResultsError, RunResults
 
 __all__ = [
+    "DEFAULT_BASELINE",
     "HISTORY_FILE",
     "LATEST",
     "append_history",
     "baseline_note",
     "history_entry",
+    "measured_figures",
     "read_history",
     "resolve_baseline",
     "resolve_run",
 ]
 
 HISTORY_FILE = "history.jsonl"
-LATEST = ("latest", "latest-passing")  # baseline specs chosen from the history
+LATEST = ("latest", "latest-measured", "latest-passing")  # baseline specs chosen from the history
+DEFAULT_BASELINE = "latest-measured"
+"""What the regression suite and ``report_cli compare`` compare with (see the module documentation)."""
 
 
 def history_entry(run: RunResults) -> dict[str, Any]:
@@ -126,7 +141,7 @@ def _identity(sut: Mapping[str, Any] | SutIdentity | None) -> SutIdentity | None
     return SutIdentity.of(sut)
 
 
-def _what(spec: str, profile: str | None, identity: SutIdentity | None) -> str:
+def _what(spec: str, profile: str | None, identity: SutIdentity | None, figures: int | None = None) -> str:
     """``passing default run of embedded conductor 0.76.0-reference`` (the parts that are known)."""
     words = ["passing"] if spec == "latest-passing" else []
     if profile:
@@ -134,7 +149,21 @@ def _what(spec: str, profile: str | None, identity: SutIdentity | None) -> str:
     words.append("run")
     if identity is not None:
         words.append(f"of {identity}")
+    if spec == "latest-measured":
+        words.append(f"that measured any of the {figures} figures of this run" if figures is not None
+                     else "that measured a figure")  # fmt: skip
     return " ".join(words)
+
+
+def measured_figures(run: RunResults | Mapping[str, Any]) -> set[tuple[str, str, str]]:
+    """``(suite, test, metric)`` of the figures a run (or a history entry) measured: a value, not a skip."""
+    if isinstance(run, RunResults):
+        return {r.key for r in run.metrics if r.value is not None and r.verdict != "skipped"}
+    out = set()
+    for m in run.get("metrics") or []:
+        if isinstance(m, Mapping) and m.get("value") is not None and m.get("verdict") != "skipped":
+            out.add((str(m.get("suite", "")), str(m.get("test", "")), str(m.get("metric", ""))))
+    return out
 
 
 def _entry_profile(entry: Mapping[str, Any]) -> str:
@@ -149,10 +178,13 @@ def resolve_baseline(
     exclude_run_id: str | None = None,
     profile: str | None = None,
     sut: Mapping[str, Any] | SutIdentity | None = None,
+    figures: Iterable[tuple[str, str, str]] | None = None,
 ) -> RunResults:
     """Find the baseline run.
 
-    ``spec`` is a metrics file or run directory; ``latest`` (newest run in the history) or
+    ``spec`` is a metrics file or run directory; ``latest`` (newest run in the history),
+    ``latest-measured`` (newest run that measured any of ``figures``, the ``(suite, test, metric)``
+    keys being compared, passing or not; any measured figure when ``figures`` is None) or
     ``latest-passing`` (newest run without failed or invalid records); or a run id, looked up
     under ``results_dir`` and then in the history (whose lines carry the samples, so a baseline
     survives the deletion of its directory). ``exclude_run_id`` (the current run) is never chosen.
@@ -163,8 +195,9 @@ def resolve_baseline(
     """
     hist = Path(history_path) if history_path is not None else Path(results_dir) / HISTORY_FILE
     identity = _identity(sut)
+    wanted = None if figures is None else set(figures)
     if spec in LATEST:
-        what = _what(spec, profile, identity)
+        what = _what(spec, profile, identity, None if wanted is None else len(wanted))
         if not hist.exists():
             raise ResultsError(f"no earlier {what}: {hist} does not exist yet")
         entries = [e for e in read_history(hist) if str(e.get("run_id")) != exclude_run_id]
@@ -173,8 +206,10 @@ def resolve_baseline(
                    and (identity is None or SutIdentity.of(e.get("sut")) == identity)]  # fmt: skip
         if spec == "latest-passing":
             fitting = [e for e in fitting if e.get("passed")]
+        elif spec == "latest-measured":
+            fitting = [e for e in fitting if (measured_figures(e) & wanted if wanted is not None else measured_figures(e))]
         if not fitting:
-            others = [e for e in entries if e.get("passed") or spec == "latest"]
+            others = [e for e in entries if e.get("passed") or spec != "latest-passing"]
             hint = ""
             if others:
                 o = others[-1]
@@ -203,9 +238,17 @@ def resolve_baseline(
 def baseline_note(baseline: RunResults, spec: str) -> str:
     """Which baseline was used and why, for logs and the command line, e.g. ``the newest passing
     default run of embedded conductor 0.76.0-reference, commit 0123456789ab`` (``spec`` is what
-    was asked for: ``latest``, ``latest-passing`` or an explicit run)."""
+    was asked for: ``latest``, ``latest-measured``, ``latest-passing`` or an explicit run). For
+    ``latest-measured`` it says whether that run passed or how many targets it missed."""
     sha = (baseline.commit.get("sha") or "")[:12] or "no git"
     run = f"{baseline.profile or 'default'} run of {baseline.identity}, commit {sha}"
+    if spec == "latest-measured":
+        c = baseline.counts()
+        missed = c.get("fail", 0) + c.get("invalid", 0)
+        outcome = ("it passed" if not missed else
+                   f"it missed {missed} target(s): {c.get('fail', 0)} failed, {c.get('invalid', 0)} invalid")  # fmt: skip
+        return (f"the newest {baseline.profile or 'default'} run of {baseline.identity} that measured these "
+                f"figures, commit {sha} ({outcome})")  # fmt: skip
     if spec in LATEST:
         return f"the newest {'passing ' if spec == 'latest-passing' else ''}{run}"
     return f"a {run} (given as {spec})"

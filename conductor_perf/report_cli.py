@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m conductor_perf.report_cli compare results/20261127-183000-4242 --baseline latest-passing
+    python -m conductor_perf.report_cli compare results/20261127-183000-4242 --baseline latest-measured
     python -m conductor_perf.report_cli compare results/latest/metrics.json --baseline results/base \\
         --gate median:5% --alpha 0.05 --format markdown
     python -m conductor_perf.report_cli summary results/20261127-183000-4242 [--baseline RUN]
@@ -10,9 +10,10 @@ Usage::
     python -m conductor_perf.report_cli noise results/run-a results/run-b
 
 A run is given as a ``metrics.json`` file, a run directory, or a run id under ``--results-dir``.
-A baseline may also be ``latest`` or ``latest-passing`` (from ``history.jsonl``: the newest run of
-the same profile and SUT identity, see :mod:`conductor_perf.history`) or a run id that is only in
-the history. ``compare`` says which baseline it used, or why there is none.
+A baseline may also be ``latest-measured`` (the default), ``latest-passing`` or ``latest`` (from
+``history.jsonl``: the newest run of the same profile and SUT identity, see
+:mod:`conductor_perf.history`) or a run id that is only in the history. ``compare`` says which
+baseline it used, or why there is none.
 
 Exit status: 0 fine; 1 ``compare`` found a regression; 2 usage error or unusable input (one line on
 stderr, no traceback).
@@ -79,6 +80,7 @@ def _load_baseline(
         exclude_run_id=current.run_id,
         profile=current.profile,
         sut=current.sut,
+        figures=history.measured_figures(current),
     )
 
 
@@ -226,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="compare a run with a baseline; exit 1 on regression")
     c.add_argument("run", help="metrics.json, run directory or run id")
     c.add_argument(
-        "--baseline", default="latest-passing", help="metrics.json, run dir, run id, latest or latest-passing"
+        "--baseline", default=history.DEFAULT_BASELINE,
+        help="metrics.json, run dir, run id, latest-measured (default), latest-passing or latest",
     )
     c.add_argument(
         "--noise", type=_fraction, default=None, help="A/A noise floor (e.g. 3%%): raises the minimum effect"
@@ -238,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="write summary.md and summary.html for a run")
     s.add_argument("run", help="run directory, metrics.json or run id")
     s.add_argument(
-        "--baseline", default=None, help="compare with this baseline (run, latest, latest-passing)"
+        "--baseline", default=None, help="compare with this baseline (run, latest-measured, latest-passing, latest)"
     )
     s.add_argument("--output", default=None, help="directory for the summaries (default: the run directory)")
     gate_options(s)

@@ -12,7 +12,7 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import facts
 from conductor_perf.context import RunContext, load_records
-from conductor_perf.history import baseline_note, resolve_baseline
+from conductor_perf.history import DEFAULT_BASELINE, baseline_note, measured_figures, resolve_baseline
 from conductor_perf.records import ResultsError
 from conductor_perf.regression import comparability_warnings, compare_runs, format_comparisons, regressions
 from conductor_perf.report import current_run, finalize
@@ -78,20 +78,22 @@ class ReportLibrary:
                     '(written when the run ends; data in <a href="metrics.json">metrics.json</a>)', html=True)  # fmt: skip
 
     @keyword
-    def run_should_not_regress_from_baseline(self, baseline: str = "latest-passing", *, min_effect: str = "5%",
+    def run_should_not_regress_from_baseline(self, baseline: str = DEFAULT_BASELINE, *, min_effect: str = "5%",
                                              alpha: float = 0.05) -> int:  # fmt: skip
         """Compare this run's figures so far with a baseline run; fail on a significant regression.
 
-        ``baseline`` is a run id under the results folder, a run folder or metrics.json, ``latest`` or
-        ``latest-passing`` (from results/history.jsonl: the newest run of the same profile and the
-        same SUT, i.e. kind, version and binary hash; an embedded run never baselines a real server).
+        ``baseline`` is a run id under the results folder, a run folder or metrics.json, or one chosen
+        from results/history.jsonl among the runs of the same profile and the same SUT (kind, version
+        and binary hash; an embedded run never baselines a real server): ``latest-measured`` (the
+        default: the newest that measured any of this run's figures, passing or not, since a real
+        build misses some targets in every run), ``latest-passing`` or ``latest``.
         A change counts only when the rank test on the repeated samples (Mann-Whitney U) is
         significant at ``alpha`` AND larger than ``min_effect``; figures without samples cannot
         regress. Skips, saying what it looked for, when there is no such run. The test message
         names the baseline used. Returns the number of comparisons.
 
         Example:
-        | `Run Should Not Regress From Baseline`    latest-passing    min_effect=5%
+        | `Run Should Not Regress From Baseline`    latest-measured    min_effect=25%
         """
         ctx = _context()
         current = current_run(ctx.results_dir, profile=ctx.profile)
@@ -99,7 +101,7 @@ class ReportLibrary:
             base = resolve_baseline(baseline, results_dir=ctx.results_dir.parent,
                                     history_path=ctx.results_dir.parent / "history.jsonl",
                                     exclude_run_id=current.run_id, profile=current.profile,
-                                    sut=current.sut)  # fmt: skip
+                                    sut=current.sut, figures=measured_figures(current))  # fmt: skip
         except ResultsError as exc:
             BuiltIn().skip(f"no baseline to compare with: {exc}")
         note = f"baseline {base.run_id}: {baseline_note(base, baseline)}"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sample_runs import full_run, rec
@@ -180,7 +184,8 @@ def test_cli_compare_picks_a_baseline_of_the_same_sut_and_says_which(tmp_path, c
     out = capsys.readouterr().out
     assert out.splitlines()[:2] == [
         "baseline 20261201-000000-1  vs  current 20261201-000200-3",
-        "baseline: the newest passing default run of external conductor 0.76.0-SNAPSHOT-ce73c6a, commit 0123456789ab",
+        "baseline: the newest default run of external conductor 0.76.0-SNAPSHOT-ce73c6a that measured these "
+        "figures, commit 0123456789ab (it passed)",
     ]
     assert report_cli.main(["compare", str(tmp_path / current.run_id), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -195,8 +200,9 @@ def test_cli_compare_without_a_baseline_of_the_same_sut_says_why(tmp_path, capsy
     current.write(tmp_path / current.run_id)
     assert report_cli.main(["compare", str(tmp_path / current.run_id)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("conductor_perf.report_cli: error: no earlier passing default run of binary conductor "
-                          "0.76.0-SNAPSHOT-ce73c6a (sha256 f7ed51000000) in ")  # fmt: skip
+    assert err.startswith("conductor_perf.report_cli: error: no earlier default run of binary conductor "
+                          "0.76.0-SNAPSHOT-ce73c6a (sha256 f7ed51000000) that measured any of the 2 figures of this "
+                          "run in ")  # fmt: skip
     assert err.count("\n") == 1
 
 
@@ -209,3 +215,83 @@ def test_cli_compare_with_an_explicit_baseline_of_another_sut_warns(tmp_path, ca
     out = capsys.readouterr().out
     assert "baseline: a default run of binary conductor 0.76.0-SNAPSHOT-ce73c6a (sha256 0badc0111111)" in out
     assert f"warning: SUT binary_sha256 differs: {SHA_B} vs {SHA_A}" in out
+
+
+# -- latest-measured: the newest run of the same SUT that measured these figures, passing or not ------
+
+
+def test_latest_measured_takes_a_failing_run_of_the_same_build_and_says_so(tmp_path):
+    h = tmp_path / "history.jsonl"
+    first = full_run("a1")
+    first.sut = dict(BINARY_A)
+    first.add(rec("slow", 1))  # a real build misses a target in every run
+    history.append_history(h, first)
+    other_build = full_run("b1")
+    other_build.sut = dict(BINARY_B)
+    history.append_history(h, other_build)
+    second = full_run("a2")
+    second.sut = dict(BINARY_A)
+    second.add(rec("slow", 1))
+    with pytest.raises(ResultsError, match="no earlier passing default run of binary conductor"):
+        history.resolve_baseline("latest-passing", results_dir=tmp_path, exclude_run_id="a2", profile="default",
+                                 sut=second.sut)  # fmt: skip
+    base = history.resolve_baseline("latest-measured", results_dir=tmp_path, exclude_run_id="a2", profile="default",
+                                    sut=second.sut, figures=history.measured_figures(second))  # fmt: skip
+    assert base.run_id == "a1"
+    assert history.baseline_note(base, "latest-measured") == (
+        "the newest default run of binary conductor 0.76.0-SNAPSHOT-ce73c6a (sha256 f7ed51000000) that measured "
+        "these figures, commit 0123456789ab (it missed 1 target(s): 1 failed, 0 invalid)")  # fmt: skip
+
+
+def test_latest_measured_skips_runs_that_measured_none_of_the_figures(tmp_path):
+    h = tmp_path / "history.jsonl"
+    measured = full_run("m1")
+    history.append_history(h, measured)
+    other_suite = full_run("o1")
+    other_suite.metrics = [rec("elsewhere", 500)]  # another suite's figure only
+    history.append_history(h, other_suite)
+    skipped = full_run("s1")
+    for r in skipped.metrics:
+        r.value, r.verdict = None, "skipped"
+    history.append_history(h, skipped)
+    figures = history.measured_figures(full_run("now"))
+    assert figures == {("Message Bus", "Bus Throughput Meets Target", "throughput"),
+                       ("API", "Task Latency p95", "p95 latency")}  # the skipped goroutines are not measured
+    assert history.resolve_baseline("latest-measured", results_dir=tmp_path, figures=figures).run_id == "m1"
+    assert history.resolve_baseline("latest-measured", results_dir=tmp_path).run_id == "o1"  # any measured figure
+    assert history.resolve_baseline("latest", results_dir=tmp_path).run_id == "s1"
+    with pytest.raises(ResultsError, match=r"no earlier run that measured any of the 1 figures of this run in .* "
+                                           r"\(3 other run\(s\) in the history"):  # fmt: skip
+        history.resolve_baseline("latest-measured", results_dir=tmp_path, figures=[("X", "Y", "Z")])
+    assert history.DEFAULT_BASELINE == "latest-measured"
+
+
+REGRESSION_SUITE = Path(__file__).resolve().parent.parent / "suites" / "99__regression.robot"
+
+
+def test_the_regression_suite_compares_a_second_run_of_a_build_with_its_first_failing_run(tmp_path):
+    """Two runs of the same conductor-loop build, each missing a target: the second is compared with the first."""
+    results = tmp_path / "results"
+    first = full_run("20261205-100000-1")
+    first.sut = dict(BINARY_A)
+    first.metrics[0].samples = [1200.0, 1210.0, 1190.0, 1205.0, 1195.0, 1201.0]
+    first.add(rec("slow", 1))
+    history.append_history(results / "history.jsonl", first)
+    current = results / "20261205-110000-2"
+    lines = [{"metric": "sut", "suite": "", "test": "", "unit": "", "value": 0, "verdict": "info", "extra": BINARY_A},
+             {"suite": "Message Bus", "test": "Bus Throughput Meets Target", "metric": "throughput", "unit": "msg/s",
+              "value": 1200.0, "target": "> 1000 msg/s", "verdict": "pass",
+              "samples": [1198.0, 1204.0, 1193.0, 1207.0, 1199.0, 1202.0]},
+             {"suite": "Suite", "test": "slow", "metric": "throughput", "unit": "msg/s", "value": 1.0,
+              "target": "> 100 msg/s", "verdict": "fail"}]  # fmt: skip
+    (current / "metrics.d").mkdir(parents=True)
+    (current / "metrics.d" / "1.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONDUCTOR_", "PERF_", "PROFILE"))}
+    done = subprocess.run([sys.executable, "-m", "robot", "--outputdir", str(tmp_path / "out"), "--pythonpath",
+                           str(REGRESSION_SUITE.parent.parent / "libraries"), "--variable", f"RESULTS_DIR:{current}",
+                           str(REGRESSION_SUITE)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=REGRESSION_SUITE.parent.parent)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    message = " ".join(done.stdout.split())
+    assert "baseline 20261205-100000-1: the newest default run of binary conductor 0.76.0-SNAPSHOT-ce73c6a" in message
+    assert "(it missed 1 target(s): 1 failed, 0 invalid)" in message and "SKIP" not in done.stdout

@@ -812,7 +812,7 @@ def ratio_chart(rows: Sequence[Mapping[str, object]], title: str, *, width: int 
         short = label if len(label) <= shown else label[: shown - 1] + "…"
         ratio, low, high = (r.get(k) for k in ("ratio", "low", "high"))
         parts = [f'<g class="ratio" data-label={_attr(label)} data-verdict={_attr(verdict)}>',
-                 f'<text x="{_f(c.x0 - 6)}" y="{_f(y + 4)}" text-anchor="end">{_text(short)}</text>']  # fmt: skip
+                 f'<text x="{_f(c.x0 - 10)}" y="{_f(y + 4)}" text-anchor="end">{_text(short)}</text>']  # fmt: skip
         if _finite(low) and _finite(high) and float(low) > 0 and float(high) > 0:
             xa, xb = sx(float(low)), sx(float(high))
             parts.append(f'<line class="interval" x1="{_f(xa)}" y1="{_f(y)}" x2="{_f(xb)}" y2="{_f(y)}" '

@@ -205,7 +205,7 @@ def round_command(plan: dict[str, Any], spec: SutSpec, out: Path, *, name: str, 
     ns = argparse.Namespace(processes=1, profile=plan["profile"], include=[], exclude=list(NEVER), url="", root="",
                             api_key="", binary="", binary_arg=[], binary_config=[], embedded_arg=[],
                             suites=[plan["suite_dir"]])  # fmt: skip
-    extra = [*plan["selection"], "--name", name, "--doc", doc, "--metadata", f"SUT spec:{spec.spec}",
+    extra = [*plan["selection"], "--name", name, "--doc", doc, "--metadata", f"SUT spec:``{spec.spec}``",  # robot reads a bare path's file
              "--log", "NONE", "--report", "NONE", "--xunit", "NONE", *plan["robot_args"]]  # fmt: skip
     for var, value in spec.robot_variables(_robot_env(out)):
         extra += ["--variable", f"{var}:{value}"]

@@ -124,6 +124,9 @@ def test_a_round_whose_sut_died_is_reported_and_left_out(comparisons):
     rate = next(f for f in data["figures"] if f["name"] == "GET /api/v1/health rate")
     assert rate["b"] == [] and rate["verdict"] == "not compared"  # nothing of the dead rounds averaged in
     assert "2 failed round(s) left out" in (comparisons["dying"] / "compare.md").read_text()
+    round_suite = ET.parse(comparisons["dying"] / "rounds" / "01-B" / "output.xml").getroot().find("suite")
+    metadata = {m.get("name"): m.text for m in round_suite.find("meta") is not None and round_suite.iter("meta")}
+    assert metadata["SUT spec"].startswith("``") and metadata["SUT spec"].endswith("dying-run-agent``")  # not its file
 
 
 @pytest.mark.timeout(480)

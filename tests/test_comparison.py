@@ -173,3 +173,18 @@ def test_loading_a_folder_without_comparison_is_one_line(tmp_path):
     (tmp_path / "compare.json").write_text("{}")
     with pytest.raises(ValueError, match="not a comparison"):
         cmp.load_comparison(tmp_path)
+
+
+def test_the_ratio_chart_draws_each_interval_around_one():
+    from conductor_perf.charts import ratio_chart
+
+    svg = ratio_chart([{"label": "rate <a&b>", "ratio": 0.9, "low": 0.85, "high": 0.95, "verdict": "slower"},
+                       {"label": "p95", "ratio": 1.0, "low": 0.02, "high": 40.0, "verdict": "no detectable change"},
+                       {"label": "few rounds", "ratio": 1.2, "low": None, "high": None, "verdict": "no detectable change"},
+                       {"label": "zero", "ratio": None, "low": None, "high": None, "verdict": "better"}], "B / A")  # fmt: skip
+    assert svg.count('<g class="ratio"') == 4 and 'data-label="rate &lt;a&amp;b&gt;"' in svg
+    assert svg.count('class="interval"') == 2  # rows without an interval draw only their point
+    assert svg.count('class="beyond"') == 2  # 0.02 and 40 are past the axis (0.1 to 10): arrows
+    assert "0.900 [0.850, 0.950]" in svg and "1.200, no interval" in svg and "no ratio" in svg
+    assert "#D55E00" in svg and "1.0: no change" in svg
+    assert "no data" in ratio_chart([], "empty")

@@ -137,10 +137,10 @@ def parse_sut(text: str, side: str) -> SutSpec:
 
 
 def suite_names(suite_dir: Path = SUITE_DIR) -> dict[str, str]:
-    """``short name -> Robot suite name`` of the suite files (``api -> Api``, ``bus_http -> Bus Http``)."""
+    """``short name -> Robot suite name`` of the suite files and folders (``api -> Api``, ``bus_http -> Bus Http``)."""
     out = {}
-    for path in sorted(suite_dir.glob("*.robot")):
-        if path.name == "__init__.robot":
+    for path in sorted(suite_dir.iterdir()):
+        if path.name == "__init__.robot" or not (path.suffix == ".robot" or (path.is_dir() and any(path.rglob("*.robot")))):
             continue
         short = path.stem.split("__", 1)[-1]
         out[short.lower()] = short.replace("_", " ").title()
@@ -150,7 +150,7 @@ def suite_names(suite_dir: Path = SUITE_DIR) -> dict[str, str]:
 def suite_tags(suite_dir: Path = SUITE_DIR) -> set[str]:
     """Every tag the suite files use (``Test Tags`` and ``[Tags]``)."""
     tags: set[str] = set()
-    for path in suite_dir.glob("*.robot"):
+    for path in suite_dir.rglob("*.robot"):
         for line in path.read_text(encoding="utf-8").splitlines():
             m = re.match(r"^\s*(Test Tags|\[Tags\])\s{2,}(.*)$", line)
             if m:

@@ -1,13 +1,13 @@
 """Compare two builds in one interleaved run: ``python -m conductor_perf.compare --a SUT --b SUT [options]``.
 
-    python -m conductor_perf.compare --a embedded --b "embedded:--slowdown-us 20" --suites api --rounds 5
+    python -m conductor_perf.compare --a embedded --b "embedded:--slowdown-us 10" --suites api --rounds 5
     python -m conductor_perf.compare --a /opt/old/run-agent --b ./run-agent          # two conductor-loop builds
     python -m conductor_perf.compare --a embedded --b embedded                       # A/A: the false-alarm rate
     python -m conductor_perf.compare --report results/compare-20261205-120000-4242  # the comparison again
-    make compare A=embedded B="embedded:--slowdown-us 20" SUITES=api ROUNDS=5
+    make compare A=embedded B="embedded:--slowdown-us 10" SUITES=api ROUNDS=5
 
 A SUT is ``embedded`` (the reference conductor), ``embedded:<reference flags>`` (e.g.
-``embedded:--slowdown-us 20``) or the path of a conductor-loop executable (started and owned like
+``embedded:--slowdown-us 10``) or the path of a conductor-loop executable (started and owned like
 ``CONDUCTOR_BINARY``; ``CONDUCTOR_BINARY_ARGS`` / ``CONDUCTOR_BINARY_CONFIG`` apply to both sides).
 
 It runs the chosen suites (``--suites``: suite names such as ``api`` or ``bus_http``, or tags;
@@ -86,7 +86,7 @@ class SutSpec:
 
     @property
     def spec(self) -> str:
-        """The canonical spelling: ``embedded``, ``embedded:--slowdown-us 20`` or the executable's absolute path."""
+        """The canonical spelling: ``embedded``, ``embedded:--slowdown-us 10`` or the executable's absolute path."""
         if self.kind == "binary":
             return self.binary
         return "embedded" + (":" + shlex.join(self.args) if self.args else "")
@@ -306,9 +306,15 @@ def judge_round(rnd: Round, out: Path, *, timed_out: bool = False, timeout: floa
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m conductor_perf.compare", description=__doc__.splitlines()[0])
-    p.add_argument("--a", default=os.environ.get("A", ""), metavar="SUT", help="side A (default: the environment's A)")
-    p.add_argument("--b", default=os.environ.get("B", ""), metavar="SUT", help="side B (default: the environment's B)")
+    p = argparse.ArgumentParser(
+        prog="python -m conductor_perf.compare", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare two builds in one interleaved (ABBA) run: the ratio B/A of every figure with its "
+                    "95 %% interval.",
+        epilog="examples:\n" + __doc__.split("\n\n")[1] + "\n\nA SUT is 'embedded', 'embedded:<reference flags>' "
+               "(e.g. 'embedded:--slowdown-us 10') or the path of a conductor-loop executable.\nSee the README, "
+               "'Comparing two builds'.")  # fmt: skip
+    p.add_argument("--a", default="", metavar="SUT", help="side A")
+    p.add_argument("--b", default="", metavar="SUT", help="side B")
     p.add_argument("--suites", default="", help=f"suite names or tags, space-separated (default: {' '.join(DEFAULT_SUITES)})")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"rounds, each one run of A and one of B (default {DEFAULT_ROUNDS})")
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default {DEFAULT_PROFILE})")

@@ -30,7 +30,7 @@ class ConductorLibrary:
 
     - nothing set: it starts the embedded reference conductor on a free 127.0.0.1 port with a
       fresh runs root under the results folder; ``CONDUCTOR_EMBEDDED_ARGS`` adds reference flags
-      (shell words, e.g. ``--slowdown-us 20``);
+      (shell words, e.g. ``--slowdown-us 10``);
     - ``CONDUCTOR_BINARY`` (a conductor-loop executable, e.g. ``run-agent``): it starts that
       binary as ``serve --config <generated> --root <fresh root> --host 127.0.0.1 --port <free>``
       with the stub agent first on its PATH and HOME in a scratch folder, and owns it exactly like

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from .comparison import COMPARE_JSON, Comparison, Round, abba_order, compare_rou
 from .environment import SutIdentity, load_avg, machine_info
 from .faults import UNEXPECTED_EXIT
 from .records import ResultsError, RunResults, new_run_id, utc_now, write_text_atomic
-from .run import PROFILES, REPO, binary_variables, robot_command
+from .run import PROFILES, REPO, robot_command
 from .stats import u_critical
 
 DEFAULT_SUITES = ("api",)
@@ -90,13 +90,6 @@ class SutSpec:
         if self.kind == "binary":
             return self.binary
         return "embedded" + (":" + shlex.join(self.args) if self.args else "")
-
-    def robot_variables(self, environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
-        """The ``--variable`` pairs that make a round's suite start this SUT."""
-        if self.kind == "binary":
-            ns = argparse.Namespace(binary=self.binary, binary_arg=[], binary_config=[])
-            return binary_variables(ns, dict(environ or {}))
-        return [("CONDUCTOR_EMBEDDED_ARGS", shlex.join(self.args))] if self.args else []
 
 
 def parse_sut(text: str, side: str) -> SutSpec:
@@ -203,16 +196,14 @@ def round_command(plan: dict[str, Any], spec: SutSpec, out: Path, *, name: str, 
                   dryrun: bool = False) -> list[str]:  # fmt: skip
     """The robot command line of one round (or of the dry run that checks the options first)."""
     ns = argparse.Namespace(processes=1, profile=plan["profile"], include=[], exclude=list(NEVER), url="", root="",
-                            api_key="", binary="", binary_arg=[], binary_config=[], embedded_arg=[],
-                            suites=[plan["suite_dir"]])  # fmt: skip
+                            api_key="", binary=spec.binary, binary_arg=[], binary_config=[],
+                            embedded_arg=list(spec.args), suites=[plan["suite_dir"]])  # fmt: skip
     extra = [*plan["selection"], "--name", name, "--doc", doc, "--metadata", f"SUT spec:``{spec.spec}``",  # robot reads a bare path's file
              "--log", "NONE", "--report", "NONE", "--xunit", "NONE", *plan["robot_args"]]  # fmt: skip
-    for var, value in spec.robot_variables(_robot_env(out)):
-        extra += ["--variable", f"{var}:{value}"]
     if dryrun:
         extra += ["--dryrun", "--output", "NONE"]
-    cmd = robot_command(ns, out, extra)
-    return cmd
+    # the environment without CONDUCTOR_BINARY / CONDUCTOR_EMBEDDED_ARGS: only this side's SUT is named
+    return robot_command(ns, out, extra, environ=_robot_env(out))
 
 
 def _first_failure(output_xml: Path) -> str:

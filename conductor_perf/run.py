@@ -105,8 +105,9 @@ def pabot_ordering(out: Path, suites: Path = REPO / "suites") -> Path:
     return path
 
 
-def robot_command(args: argparse.Namespace, out: Path, extra: list[str]) -> list[str]:
-    """The robot/pabot command line for these options."""
+def robot_command(args: argparse.Namespace, out: Path, extra: list[str], environ: dict[str, str] | None = None) -> list[str]:
+    """The robot/pabot command line for these options (``environ``: the environment whose
+    ``CONDUCTOR_BINARY*`` / ``CONDUCTOR_EMBEDDED_ARGS`` add to them; default this process's)."""
     if args.processes > 1:
         cmd = [sys.executable, "-m", "pabot.pabot", "--processes", str(args.processes), "--pabotlib",
                "--pabotlibport", "0"]  # fmt: skip
@@ -124,8 +125,8 @@ def robot_command(args: argparse.Namespace, out: Path, extra: list[str]) -> list
         ("CONDUCTOR_URL", args.url),
         ("CONDUCTOR_ROOT", args.root),
         ("CONDUCTOR_API_KEY", args.api_key),
-        *binary_variables(args),
-        *embedded_variables(args),
+        *binary_variables(args, environ),
+        *embedded_variables(args, environ),
     ):
         if value:
             cmd += ["--variable", f"{name}:{value}"]

@@ -180,13 +180,28 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, args, line):
 
 def test_sut_spellings():
     assert compare.parse_sut("embedded", "A").spec == "embedded"
-    slow = compare.parse_sut("embedded: --slowdown-us  20", "B")
-    assert slow.spec == "embedded:--slowdown-us 20" and slow.robot_variables() == [
-        ("CONDUCTOR_EMBEDDED_ARGS", "--slowdown-us 20")]  # fmt: skip
-    wrapper = compare.parse_sut(str(WRAPPER.relative_to(Path.cwd())) if WRAPPER.is_relative_to(Path.cwd())
-                                else str(WRAPPER), "B")  # fmt: skip
+    assert compare.parse_sut("embedded: --slowdown-us  20", "B").spec == "embedded:--slowdown-us 20"
+    relative = os.path.relpath(WRAPPER)
+    wrapper = compare.parse_sut(relative, "B")
     assert wrapper.kind == "binary" and wrapper.spec == str(WRAPPER)
-    assert ("CONDUCTOR_BINARY", str(WRAPPER)) in wrapper.robot_variables({"CONDUCTOR_BINARY_ARGS": "--x"})
+
+
+def test_a_round_names_only_its_own_sut_whatever_the_environment_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONDUCTOR_BINARY", str(WRAPPER))  # e.g. left over from `CONDUCTOR_BINARY=... make perf`
+    monkeypatch.setenv("CONDUCTOR_EMBEDDED_ARGS", "--slowdown-us 99")
+    monkeypatch.setenv("CONDUCTOR_BINARY_ARGS", "--disable-task-start")  # a setting for every binary side
+    ns = compare._parser().parse_args(["--a", "embedded", "--b", str(WRAPPER), "--suite-dir", str(SUITES),
+                                       "--suites", "tiny"])  # fmt: skip
+    plan, a, b = compare.plan_comparison(ns, [])
+    embedded = compare.round_command(plan, a, tmp_path, name="Round 1 A", doc="d")
+    assert not [w for w in embedded if w.startswith(("CONDUCTOR_BINARY", "CONDUCTOR_EMBEDDED_ARGS"))]
+    binary = compare.round_command(plan, b, tmp_path, name="Round 1 B", doc="d")
+    assert f"CONDUCTOR_BINARY:{WRAPPER}" in binary and "CONDUCTOR_BINARY_ARGS:--disable-task-start" in binary
+    assert not [w for w in binary if w.startswith("CONDUCTOR_EMBEDDED_ARGS")]
+    slow = compare.round_command(plan, compare.parse_sut("embedded:--slowdown-us 10", "B"), tmp_path, name="n", doc="d")
+    assert "CONDUCTOR_EMBEDDED_ARGS:--slowdown-us 10" in slow
+    assert embedded[embedded.index("--metadata") + 1] == "SUT spec:``embedded``"
+    assert "CONDUCTOR_BINARY" not in compare._robot_env(tmp_path)  # nor in the round's environment
 
 
 def test_suite_selection_by_name_file_and_tag():

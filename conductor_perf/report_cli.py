@@ -8,6 +8,7 @@ Usage::
     python -m conductor_perf.report_cli summary results/20261127-183000-4242 [--baseline RUN]
     python -m conductor_perf.report_cli merge results/20261127-183000-4242 [--history]
     python -m conductor_perf.report_cli noise results/run-a results/run-b
+    python -m conductor_perf.report_cli timing results/latest [--top 20] [--format json]
 
 A run is given as a ``metrics.json`` file, a run directory, or a run id under ``--results-dir``.
 A baseline may also be ``latest-measured`` (the default), ``latest-passing`` or ``latest`` (from
@@ -27,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conductor_perf import history, records, regression, report
+from conductor_perf import history, records, regression, report, timing
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -204,6 +205,16 @@ def cmd_noise(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_timing(args: argparse.Namespace) -> int:
+    """Where the run's time went: measurement windows against set-up, checks and restarts."""
+    result = timing.analyse(args.run, profile=args.profile)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(timing.render(result, top=args.top))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = _Parser(prog=PROG, description="Compare performance runs, write summaries, merge parallel results.")
@@ -258,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("run_b")
     n.add_argument("--results-dir", default=None)
     n.set_defaults(func=cmd_noise)
+
+    t = sub.add_parser("timing", help="where a run's time went: measurement windows against everything else")
+    t.add_argument("run", help="run directory or its output.xml")
+    t.add_argument("--profile", default=None, help="profile that resolves the window variables (default: the run's)")
+    t.add_argument("--top", type=int, default=15, help="how many of the largest pieces outside windows to list")
+    t.add_argument("--format", choices=("text", "json"), default="text")
+    t.set_defaults(func=cmd_timing)
     return p
 
 

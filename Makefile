@@ -9,6 +9,8 @@
 #                               two SUTs in one interleaved (ABBA) run: the ratio B/A of every figure
 #   make test                   the project's unit tests (pytest)
 #   make perf-tools             Linux perf, for the CPU hot spots of a conductor-loop build (apt)
+#   make perf KEEP_DATA=1       keep the SUT's and benchmarks' scratch data (runs roots, bus files)
+#   make prune KEEP=5           remove all but the 5 newest run directories (history.jsonl stays)
 PYTHON    ?= python3
 VENV      ?= .venv
 BIN       := $(VENV)/bin
@@ -16,8 +18,11 @@ STAMP     := $(VENV)/.installed
 PROFILE   ?= default
 PROCESSES ?= 2
 ARGS      ?=
+KEEP      ?= 5
+KEEP_DATA ?=
+RUN_OPTS  := $(if $(filter-out 0,$(KEEP_DATA)),--keep-data)
 
-.PHONY: venv test perf perf-pabot acceptance compare lint libdoc wrk perf-tools calibrate clean
+.PHONY: venv test perf perf-pabot acceptance compare prune lint libdoc wrk perf-tools calibrate clean
 
 venv: $(STAMP)
 
@@ -32,13 +37,17 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 perf: $(STAMP)
-	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) $(ARGS)
+	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) $(RUN_OPTS) $(ARGS)
 
 acceptance: $(STAMP)
-	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) --include acceptance $(ARGS)
+	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) --include acceptance $(RUN_OPTS) $(ARGS)
 
 perf-pabot: $(STAMP)
-	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) --processes $(PROCESSES) $(ARGS)
+	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) --processes $(PROCESSES) $(RUN_OPTS) $(ARGS)
+
+# old run directories go; results/history.jsonl (the runs' figures) and results/latest stay
+prune: $(STAMP)
+	$(BIN)/python -m conductor_perf.report_cli prune --keep $(KEEP)
 
 # A and B: embedded, embedded:<reference flags> or a conductor-loop executable; the profile is quick
 # unless PROFILE is given on the command line or in the environment

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import housekeeping
 from .target import Target, TargetError
 
 ATTEMPT_ENV = "CONDUCTOR_PERF_ATTEMPT"
@@ -138,6 +139,18 @@ class RunContext:
         fields.setdefault("profile", self.profile)
         fields.setdefault("attempt", self.attempt)
         return self.metrics.record(**fields)
+
+    def note_scratch(self, path: str | os.PathLike[str]) -> bool:
+        """Mark ``path`` (a ``*`` pattern allowed) as scratch data removed when the run ends.
+
+        Only paths inside the results folder are ever removed: for any other path (an external
+        SUT's runs root) nothing is noted and ``False`` is returned.
+        """
+        try:
+            housekeeping.note_scratch(self.results_dir, path)
+        except ValueError:
+            return False
+        return True
 
     def note_fault(self, kind: str, at: float, pid: int | None = None) -> Fault:
         """Remember a fault the suite caused (e.g. a kill) for figures timed from it."""

@@ -9,6 +9,7 @@ Usage::
     python -m conductor_perf.report_cli merge results/20261127-183000-4242 [--history]
     python -m conductor_perf.report_cli noise results/run-a results/run-b
     python -m conductor_perf.report_cli timing results/latest [--top 20] [--format json]
+    python -m conductor_perf.report_cli prune --keep 5 [--results-dir results]
 
 A run is given as a ``metrics.json`` file, a run directory, or a run id under ``--results-dir``.
 A baseline may also be ``latest-measured`` (the default), ``latest-passing`` or ``latest`` (from
@@ -28,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conductor_perf import history, records, regression, report, timing
+from conductor_perf import history, housekeeping, records, regression, report, timing
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -215,6 +216,15 @@ def cmd_timing(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Remove all but the newest run directories; the history and ``latest`` stay valid."""
+    root = Path(args.results_dir) if args.results_dir else Path("results")
+    if not root.is_dir():
+        raise ValueError(f"{root}: no results folder")
+    print(housekeeping.prune_runs(root, args.keep).summary())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = _Parser(prog=PROG, description="Compare performance runs, write summaries, merge parallel results.")
@@ -276,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--top", type=int, default=15, help="how many of the largest pieces outside windows to list")
     t.add_argument("--format", choices=("text", "json"), default="text")
     t.set_defaults(func=cmd_timing)
+
+    pr = sub.add_parser("prune", help="remove all but the newest run directories (history.jsonl stays)")
+    pr.add_argument("--keep", type=int, default=5, help="how many of the newest run directories to keep (5)")
+    pr.add_argument("--results-dir", default=None, help="the results folder (default: results)")
+    pr.set_defaults(func=cmd_prune)
     return p
 
 

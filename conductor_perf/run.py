@@ -3,7 +3,9 @@
 Creates ``results/<run-id>/``, points ``results/latest`` at it, runs ``robot`` (or ``pabot`` with
 ``--processes N``) on ``suites/`` with the chosen profile, then merges the per-process metric files
 into ``metrics.json``, appends the run to ``results/history.jsonl`` and writes the FACT lines to
-``MESSAGE-BUS.md``. The exit code is robot's (0 when every test passed).
+``MESSAGE-BUS.md``. Last, when nothing measures any more, it removes the run's scratch data (the SUT's
+runs root, the benchmarks' files; see :mod:`conductor_perf.housekeeping`) and compresses large
+logs, unless ``--keep-data``. The exit code is robot's (0 when every test passed).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure failed tests once more and merge (a miss must repeat to fail; CI uses it)")
     p.add_argument("--rerun-settle", type=float, default=RERUN_SETTLE_S, metavar="SECONDS",
                    help=f"pause before measuring failed tests again (default {RERUN_SETTLE_S:g})")
+    p.add_argument("--keep-data", action="store_true",
+                   help="keep the scratch data of the SUT and the benchmarks (runs roots, bus files) after the run")  # fmt: skip
     p.add_argument("suites", nargs="*", help="suite files or folders (default: suites/)")
     return p
 
@@ -330,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one clear line, keep robot's exit code
         print(f"conductor-perf: could not write the run report: {exc}", file=sys.stderr)
         rc = rc or 1
+    _clean_up(out, keep=args.keep_data)
     return rc
 
 
@@ -344,6 +349,19 @@ def root_suite_name(output_xml: Path) -> str:
     except (OSError, ET.ParseError):
         return ""
     return ""
+
+
+def _clean_up(out: Path, *, keep: bool) -> None:
+    """Remove the finished run's scratch data and compress its logs (the last measurement is over)."""
+    from .housekeeping import MB, remove_scratch, tree_size
+
+    if keep:
+        print(f"run directory {tree_size(out) / MB:.1f} MB, scratch data kept (--keep-data)", flush=True)
+        return
+    try:
+        print(remove_scratch(out).summary(), flush=True)
+    except OSError as exc:
+        print(f"conductor-perf: could not remove the run's scratch data: {exc}", file=sys.stderr)
 
 
 def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: dict[str, str]) -> int:

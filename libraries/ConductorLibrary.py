@@ -8,7 +8,7 @@ import shlex
 from datetime import timedelta
 from pathlib import Path
 
-from _perf_base import context, figure, require_target, robot_var, seconds, skip
+from _perf_base import context, figure, require_target, robot_var, run_context, seconds, skip
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
@@ -124,6 +124,8 @@ class ConductorLibrary:
                     BuiltIn().fatal_error(f"could not restart the {ctx.target.name}: {exc}")
             return ctx.target.url
         sut_dir = ctx.results_dir / f"sut-{os.getpid()}"
+        if not url and not root:  # the runs root the suite creates is scratch; the SUT's log beside it stays
+            ctx.note_scratch(sut_dir / "root")
         try:
             if url and binary:
                 raise sut.TargetError("CONDUCTOR_URL and CONDUCTOR_BINARY are both set: choose one SUT")
@@ -294,6 +296,7 @@ class ConductorLibrary:
         if not target.owned or target.root is None:
             logger.info("file system state not probed: only beside the runs root of a SUT the suite started")
             return None
+        run_context().note_scratch(Path(target.root).parent / f"{fsprobe.PROBE_PREFIX}*")
         cost = fsprobe.directory_creation_cost(Path(target.root).parent)
         return figure("file system directory creation p50", round(cost["p50_us"], 1), "us", details=cost)
 

@@ -13,6 +13,7 @@ from robot.libraries.BuiltIn import BuiltIn
 from conductor_perf import facts
 from conductor_perf.context import RunContext, load_records
 from conductor_perf.history import DEFAULT_BASELINE, baseline_note, measured_figures, resolve_baseline
+from conductor_perf.housekeeping import MB, remove_scratch, tree_size
 from conductor_perf.records import ResultsError
 from conductor_perf.regression import comparability_warnings, compare_runs, format_comparisons, regressions
 from conductor_perf.report import current_run, finalize
@@ -66,6 +67,29 @@ class ReportLibrary:
         logger.info(summary)
         logger.console(f"\n{summary}")
         return bus_path
+
+    @keyword
+    def remove_scratch_data(self, *, keep: bool = False) -> str:
+        """Delete the run's scratch data (the SUT's runs root, the benchmarks' files) and compress its logs.
+
+        For a plain ``robot`` run, at the very end (nothing measures any more); under the runner
+        (``make perf``) and under pabot the runner does it once every process has ended. With
+        ``keep`` (``--variable KEEP_DATA:True``) nothing is deleted. Returns the one-line summary.
+
+        Example:
+        | `Remove Scratch Data`    keep=${KEEP_DATA}
+        """
+        if os.environ.get("CONDUCTOR_PERF_FINALIZE") == "runner" or robot_var("${PABOTEXECUTIONPOOLID}") is not None:
+            logger.info("the runner removes the scratch data once every process has ended")
+            return ""
+        ctx = _context()
+        if keep:
+            text = f"run directory {tree_size(ctx.results_dir) / MB:.1f} MB, scratch data kept (KEEP_DATA)"
+        else:
+            text = remove_scratch(ctx.results_dir).summary()
+        logger.info(text)
+        logger.console(text)
+        return text
 
     @keyword
     def link_run_summary(self) -> None:

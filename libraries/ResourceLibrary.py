@@ -515,6 +515,7 @@ class ResourceLibrary:
         logger.console(
             f"\n    profile: a separate embedded conductor under scalene, {seconds(duration):g} s of load"
         )
+        run_context().note_scratch(run_context().results_dir / hotspots_bench.PROFILE_SUT_DIR / "root")
         report = hotspots_bench.profile_reference(run_context().results_dir, duration_s=seconds(duration), agents=agents,
                                                   workers=workers, cpu_only=cpu_only, top=top)  # fmt: skip
         self._hotspots = report

@@ -152,6 +152,7 @@ class SecurityLibrary:
             return target.url
         key = "perf-" + secrets.token_hex(12)
         base = run_context().results_dir / f"auth-sut-{os.getpid()}"
+        run_context().note_scratch(base / "root")
         try:
             self._auth = target.start_another(root=base / "root", log_dir=base, api_key=key)
         except TargetError as exc:

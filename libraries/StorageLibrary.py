@@ -15,6 +15,7 @@ from _perf_base import (
     require_root,
     require_target,
     robot_var,
+    run_context,
     seconds,
     skip,
 )
@@ -103,7 +104,9 @@ class StorageLibrary:
         if not self._scratch():
             return root
         try:
-            return server_creation.sibling_dir(root, f"storage-{os.getpid()}")
+            scratch = server_creation.sibling_dir(root, f"storage-{os.getpid()}")
+            run_context().note_scratch(scratch)
+            return scratch
         except OSError as exc:
             skip(f"file-level storage benchmarks write beside the SUT's runs root, and cannot: {exc}; set "
                  f"{IN_ROOT_SETTING}=1 to write into the root itself")  # fmt: skip
@@ -183,6 +186,7 @@ class StorageLibrary:
             skip(f"the launch-disabled instance's root goes beside the SUT's runs root, and cannot: {exc}")
             raise  # unreachable: skip raises
         root = base / "root"
+        run_context().note_scratch(root)
         if history:
             storage_bench.seed_history(root, runs_count=history)
         try:

@@ -20,6 +20,8 @@ Start Suite Run
     Link Run Summary
 
 Finish Suite Run
-    [Documentation]    Stop the SUT, then write the run report (the runner does it under pabot).
+    [Documentation]    Stop the SUT, write the run report and remove the scratch data (the runner does both
+    ...    itself when it runs the suites).
     Stop Conductor For Suite
     Write Run Report
+    Remove Scratch Data    keep=${KEEP_DATA}

@@ -53,6 +53,8 @@ from ..target import (
 )
 from . import agents_bench
 
+PROFILE_SUT_DIR = "profile-sut"
+"""Folder of the profiled conductor (its runs root and log) under the output folder."""
 PACKAGE_DIR = Path(conductor_perf.__file__).resolve().parent
 PROFILE_PROJECT = "perf-profile"
 JSON_NAME = "hotspots.scalene.json"
@@ -273,7 +275,7 @@ def profile_reference(
         raise RuntimeError(reason)
     t0 = time.monotonic()
     out = Path(out_dir).resolve()
-    sut_dir = out / "profile-sut"
+    sut_dir = out / PROFILE_SUT_DIR
     root = sut_dir / "root"
     root.mkdir(parents=True, exist_ok=True)
     json_path = out / JSON_NAME

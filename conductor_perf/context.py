@@ -90,6 +90,8 @@ class RunContext:
     agent_env: dict[str, Any] | str | None = None
     """The SUT's agent environment as the stub's first report described it (set once, by the first agent run)."""
     metrics: MetricSink = field(init=False, repr=False)
+    test_messages: dict[tuple[str, str], list[str]] = field(default_factory=dict, repr=False)
+    """Per (suite, test): the headline figures shown as the test's message, in the order measured."""
 
     def __post_init__(self) -> None:
         self.results_dir = Path(self.results_dir)
@@ -139,6 +141,12 @@ class RunContext:
         fields.setdefault("profile", self.profile)
         fields.setdefault("attempt", self.attempt)
         return self.metrics.record(**fields)
+
+    def add_headline(self, suite: str, test: str, text: str) -> str:
+        """Add a figure to a test's message; returns the whole message (figures joined by ``; ``)."""
+        lines = self.test_messages.setdefault((suite, test), [])
+        lines.append(text)
+        return "; ".join(lines)
 
     def note_scratch(self, path: str | os.PathLike[str]) -> bool:
         """Mark ``path`` (a ``*`` pattern allowed) as scratch data removed when the run ends.

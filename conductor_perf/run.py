@@ -24,6 +24,8 @@ from .formats.agentenv import STYLES
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("default", *sorted(p.stem for p in (REPO / "resources" / "profiles").glob("*.yaml")))
 TARGETS = REPO / "resources" / "targets.resource"
+CHART_TAG = "chart"
+"""Keyword tag of the keywords that log charts (``libraries/_perf_base.CHART_TAG``): log.html opens them."""
 RERUN_SETTLE_S = 60.0
 """Pause before the second attempt of failed tests. On the CI machine's ext4 without a journal,
 creating files stays slow for about a minute after many files were deleted or replaced (the
@@ -120,6 +122,7 @@ def robot_command(args: argparse.Namespace, out: Path, extra: list[str], environ
     else:
         cmd = [sys.executable, "-m", "robot"]
     cmd += ["--outputdir", str(out), "--xunit", "xunit.xml", "--pythonpath", str(REPO / "libraries"),
+            "--expandkeywords", f"tag:{CHART_TAG}",
             "--variable", f"RESULTS_DIR:{out}", "--variable", f"PROFILE:{args.profile}"]  # fmt: skip
     if "soak" not in args.include:  # long soak tests only when asked for (an exclude would beat the include)
         cmd += ["--exclude", "soak"]
@@ -391,7 +394,7 @@ def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: di
         os.replace(first, out / "output.xml")
         return 1
     merge = [sys.executable, "-m", "robot.rebot", "--merge", "--outputdir", str(out), "--output", "output.xml",
-             "--xunit", "xunit.xml", str(first), str(out / "rerun.xml")]  # fmt: skip
+             "--xunit", "xunit.xml", "--expandkeywords", f"tag:{CHART_TAG}", str(first), str(out / "rerun.xml")]  # fmt: skip
     return subprocess.call(merge, env=env, cwd=REPO)
 
 

@@ -333,6 +333,25 @@ class Check:
         return text
 
 
+def headline(name: str, value: float, unit: str = "", check: Check | None = None) -> str:
+    """A figure as a test message shows it: ``<name> <value> <unit>``, then ``(target ...)`` and, unless
+    the target was met, the verdict.
+
+    Example::
+
+        >>> headline("bus write throughput", 54718.7, "msg/s", compare("x", 54718.7, ">", 1000, "msg/s"))
+        'bus write throughput 54718.7 msg/s (target > 1000 msg/s)'
+        >>> headline("agent run duration p95", 1.15, "s")
+        'agent run duration p95 1.15 s'
+    """
+    text = f"{name} {fmt(value)} {unit}".strip()
+    if check is not None:
+        text += f" (target {check.target_text})"
+        if check.verdict != "pass":
+            text += f" {check.verdict.upper()}"
+    return text
+
+
 def compare(name: str, value: float, op: str, target: float, unit: str = "", *, invalid_reason: str = "") -> Check:
     """Compare ``value <op> target``. Raises ``ValueError`` for an unknown operator.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from _perf_base import (
+    CHART_TAG,
     chart_percentiles,
     figure,
     log_chart,
@@ -54,7 +55,7 @@ class AgentLibrary:
         self._results: dict[int, agents_bench.AgentsResult] = {}
         self._last: agents_bench.AgentsResult | None = None
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def run_concurrent_agents(self, count: int = 50, *, work_ms: int = 1000,
                               timeout: timedelta = timedelta(minutes=5)) -> float:  # fmt: skip
         """Start ``count`` tasks at once, each running the stub agent for ``work_ms``; returns wall seconds.
@@ -133,7 +134,7 @@ class AgentLibrary:
             f"agent run duration {percentile}", value, "s", op, expected, details={"agents": r.agents}
         )
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_task_submission_latency(self, percentile: str = "p95", op: str | None = None,
                                     expected: float | None = None) -> float:  # fmt: skip
         """A latency percentile (ms) of the last burst of ``POST /api/v1/tasks`` requests.

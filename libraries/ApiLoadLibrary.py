@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from _perf_base import (
+    CHART_TAG,
     chart_percentiles,
     chart_series,
     figure,
@@ -176,7 +177,7 @@ class ApiLoadLibrary:
         d["history_tasks"] = self._history
         return d
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_request_rate(self, op: str | None = None, expected: float | None = None) -> float:
         """Achieved requests per second of the last load run; asserts when given an operator and target.
 
@@ -191,7 +192,7 @@ class ApiLoadLibrary:
         return figure(f"{self._label} rate", r.rate, "req/s", op, expected, details=self._details(), samples=samples,
                       histogram=r.histogram.encode(), series=series, invalid_reason=self._invalid())  # fmt: skip
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_request_latency(self, percentile: str = "p95", op: str | None = None,
                             expected: float | None = None) -> float:  # fmt: skip
         """A latency percentile in ms of the last load run (corrected for coordinated omission in the open model).

@@ -243,7 +243,7 @@ class ConductorLibrary:
         new = faults.restart_sut(old)
         self._context().target = new
         atexit.register(new.stop)
-        figure("conductor restarted", 1, "restarts", details=new.describe())
+        figure("conductor restarted", 1, "restarts", details=new.describe(), headline_figure=False)
         logger.info(f"fresh {new.name} (pid {new.pid}) at {new.url} on the runs root {new.root}")
 
     def _context(self) -> RunContext:
@@ -298,7 +298,8 @@ class ConductorLibrary:
             return None
         run_context().note_scratch(Path(target.root).parent / f"{fsprobe.PROBE_PREFIX}*")
         cost = fsprobe.directory_creation_cost(Path(target.root).parent)
-        return figure("file system directory creation p50", round(cost["p50_us"], 1), "us", details=cost)
+        return figure("file system directory creation p50", round(cost["p50_us"], 1), "us", details=cost,
+                      headline_figure=False)
 
     @keyword
     def acquire_measurement_lock(self, name: str = "measurement") -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from _perf_base import chart_percentiles, chart_series, figure, progress, rate_series, require_root, seconds
+from _perf_base import (
+    CHART_TAG,
+    chart_percentiles,
+    chart_series,
+    figure,
+    progress,
+    rate_series,
+    require_root,
+    seconds,
+)
 from robot.api import logger
 from robot.api.deco import keyword, library
 
@@ -76,7 +85,7 @@ class MessageBusLibrary:
             raise AssertionError("no bus throughput measured yet: call 'Measure Bus Write Throughput' first")
         return self._throughput
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_bus_write_throughput(self, op: str | None = None, expected: float | None = None) -> float:
         """The last measured write throughput in msg/s; asserts it when ``op`` and ``expected`` are given.
 

@@ -6,7 +6,16 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from _perf_base import chart_percentiles, figure, progress, require_root, require_target, run_context, seconds
+from _perf_base import (
+    CHART_TAG,
+    chart_percentiles,
+    figure,
+    progress,
+    require_root,
+    require_target,
+    run_context,
+    seconds,
+)
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
@@ -256,7 +265,7 @@ class ReliabilityLibrary:
         return int(figure(f"{self._burst_label()}: lines out of order or duplicated", b.out_of_order, "lines",
                           op, expected, details=b.to_dict()))  # fmt: skip
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_sse_burst_delivery_latency(self, percentile: str = "p95", op: str | None = None,
                                        expected: float | None = None) -> float:  # fmt: skip
         """A percentile (ms) of the time from the burst's append to each line's arrival at the regular subscribers.

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from _perf_base import chart_series, figure, log_chart, require_target, run_context, seconds, skip
+from _perf_base import CHART_TAG, chart_series, figure, log_chart, require_target, run_context, seconds, skip
 from robot.api import logger
 from robot.api.deco import keyword, library
 
@@ -117,7 +117,7 @@ class ResourceLibrary:
         self._sampler = ProcessTreeSampler(target.pid, interval=seconds(interval))
         self._sampler.start()
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def stop_resource_sampling(self) -> None:
         """Stop sampling; logs the memory, CPU and thread timelines.
 
@@ -280,7 +280,7 @@ class ResourceLibrary:
 
     # -- leak verdicts -----------------------------------------------------------------------
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def run_leak_cycles(
         self,
         cycles: int = 6,
@@ -411,7 +411,7 @@ class ResourceLibrary:
             logger.warn(f"idle CPU: {err}")
         return r.cpu_mean_pct
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_idle_server_cpu(self, op: str | None = None, expected: float | None = None) -> float:
         """The server's mean CPU (% of the machine) over the last `Measure Idle Stream Cpu` window.
 
@@ -431,7 +431,7 @@ class ResourceLibrary:
 
     # -- hot spots ---------------------------------------------------------------------------
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def profile_cpu_hot_spots(
         self,
         duration: timedelta = timedelta(seconds=10),
@@ -485,7 +485,7 @@ class ResourceLibrary:
             logger.warn(f"profile load: {err}")
         return str(report.markdown_path)
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def profile_embedded_conductor(
         self,
         duration: timedelta = timedelta(seconds=10),

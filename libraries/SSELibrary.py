@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from _perf_base import chart_percentiles, chart_series, figure, require_target, seconds
+from _perf_base import CHART_TAG, chart_percentiles, chart_series, figure, require_target, seconds
 from robot.api import logger
 from robot.api.deco import keyword, library
 
@@ -163,7 +163,7 @@ class SSELibrary:
         reason = self._require().saturation_reason
         return f"SSE clients saturated ({reason})" if reason else ""
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_sse_delivery_latency(self, percentile: str = "p95", op: str | None = None,
                                  expected: float | None = None) -> float:  # fmt: skip
         """A delivery-latency figure in ms (``p50``, ``p90``, ``p95``, ``p99``, ``max``) of the last measurement.

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from _perf_base import (
+    CHART_TAG,
     chart_percentiles,
     figure,
     progress,
@@ -240,7 +241,7 @@ class StorageLibrary:
                       details={**self._details(), "duration_s": c.duration_s},
                       histogram=c.histogram, series={"runs": [[t, n] for t, n in c.timeline]})  # fmt: skip
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_run_creation_latency(self, percentile: str = "p95", op: str | None = None,
                                  expected: float | None = None) -> float:  # fmt: skip
         """A per-run creation latency percentile in ms (``p50``, ``p95``, ``p99``, ``max``, ``mean``).

@@ -23,12 +23,14 @@ from conductor_perf.charts import line_chart, percentile_curve, svg_img_html
 from conductor_perf.context import RunContext
 from conductor_perf.formats.agentenv import StubReport
 from conductor_perf.target import Target, TargetError
-from conductor_perf.verdict import compare, fmt
+from conductor_perf.verdict import compare, fmt, headline
 
 Number = float | int
 CONTEXT_HOLDER = "ConductorLibrary"
 """The library (global scope: one instance per Robot process) that creates and holds the run context."""
 NO_CONTEXT = "no conductor: call 'Start Or Attach Conductor' in the suite setup first"
+CHART_TAG = "chart"
+"""Keyword tag of every keyword that logs a chart; the runner opens them in log.html (``--expandkeywords``)."""
 
 # one log line per HTTP request would bury the figures in log.html
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -127,12 +129,15 @@ def figure(
     samples: list[float] | None = None,
     series: dict[str, Any] | None = None,
     invalid_reason: str = "",
+    headline_figure: bool = True,
 ) -> float:
     """Record a figure; when ``op`` and ``expected`` are given, compare and fail with the message.
 
     Every figure is logged with its unit, and with its target and verdict when there is one. With
     ``invalid_reason`` (e.g. the load generator was saturated) a missed target is reported as an
-    invalid measurement rather than a miss of the SUT.
+    invalid measurement rather than a miss of the SUT. A figure measured in a test is added to the
+    test's message (report.html, the log's test row, xunit) unless ``headline_figure=False`` (a
+    figure that describes the conditions, such as the disk's state).
     """
     ctx = run_context()
     suite, test = context()
@@ -150,11 +155,15 @@ def figure(
         rec["message"] = f"{metric}: {fmt(value)} {unit}"
         ctx.record(**rec)
         logger.info(rec["message"])
+        if headline_figure:
+            _show_in_test_message(ctx, suite, test, headline(metric, float(value), unit))
         return float(value)
     check = compare(metric, float(value), op, float(expected), unit, invalid_reason=invalid_reason)
     rec.update(target=check.target_text, verdict=check.verdict, message=check.message)
     ctx.record(**rec)
     logger.info(check.message)
+    if headline_figure:
+        _show_in_test_message(ctx, suite, test, headline(metric, float(value), unit, check))
     if not check.ok:
         raise AssertionError(check.message)
     return float(value)
@@ -186,6 +195,17 @@ def note_agent_environment(report: StubReport | None, *, has_root: bool = True) 
     except RobotNotRunningError:
         pass
     logger.info(f"{AGENT_ENV_METADATA}: {text}")
+
+
+def _show_in_test_message(ctx: RunContext, suite: str, test: str, text: str) -> None:
+    """Append a figure to the running test's message (nothing outside a test, e.g. in a suite setup)."""
+    if not test:
+        return
+    message = ctx.add_headline(suite, test, text)
+    try:
+        BuiltIn().set_test_message(message)
+    except (RobotNotRunningError, RuntimeError):  # suite setup/teardown: no test to carry it
+        pass
 
 
 def log_chart(svg: str) -> None:

@@ -119,3 +119,70 @@ def test_run_context_reads_the_runners_environment(tmp_path):
     other.record(metric="m", value=1.0)
     assert other.records and not ctx.records  # two contexts share nothing
     assert load_records(tmp_path / "other")[0]["profile"] == "quick"
+
+
+CHART_CALLS = ("chart_series", "chart_percentiles", "log_chart", "_log_leak_charts", "hotspots_html", "_native_html")
+
+
+@pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: p.stem)
+def test_every_keyword_that_logs_a_chart_is_tagged_to_open_in_the_log(path):
+    import ast
+
+    source = path.read_text(encoding="utf-8")
+    charting = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and any(
+            call in (ast.get_source_segment(source, node) or "") for call in CHART_CALLS
+        ):
+            charting.add(node.name.replace("_", " ").title().replace(" ", ""))
+    for kw in LibraryDocumentation(str(path)).keywords:
+        tagged = _perf_base.CHART_TAG in kw.tags
+        assert tagged == (kw.name.replace(" ", "").replace("-", "") in {c.replace("-", "") for c in charting}), (
+            f"{path.stem}.{kw.name}: logs a chart but lacks the tag {_perf_base.CHART_TAG!r}, or has it without one"
+        )
+
+
+def test_the_runner_opens_the_chart_keywords_in_the_log(tmp_path):
+    from conductor_perf import run
+
+    assert run.CHART_TAG == _perf_base.CHART_TAG
+    args = run._parser().parse_args([])
+    cmd = run.robot_command(args, tmp_path, [])
+    assert cmd[cmd.index("--expandkeywords") + 1] == f"tag:{_perf_base.CHART_TAG}"
+
+
+class _FakeBuiltIn:
+    messages: list[str] = []
+
+    def set_test_message(self, message):
+        if self.in_suite_setup:
+            raise RuntimeError("'Set Test Message' keyword cannot be used in suite setup or teardown.")
+        self.messages.append(message)
+
+    in_suite_setup = False
+
+
+def test_every_figure_of_a_test_shows_in_its_message(session, monkeypatch):
+    fake = _FakeBuiltIn()
+    fake.messages = []
+    monkeypatch.setattr(_perf_base, "BuiltIn", lambda: fake)
+    monkeypatch.setattr(_perf_base, "context", lambda: ("Bus", "Bus Is Fast"))
+    _perf_base.figure("file system directory creation p50", 12.5, "us", headline_figure=False)
+    _perf_base.figure("bus write throughput", 54718.7, "msg/s", ">", 1000)
+    _perf_base.figure("bus messages lost", 0, "messages", "==", 0)
+    _perf_base.figure("bus append latency p50", 0.0123, "ms")
+    with pytest.raises(AssertionError):
+        _perf_base.figure("bus append latency p95", 2, "ms", "<", 1)
+    assert fake.messages[-1] == (
+        "bus write throughput 54718.7 msg/s (target > 1000 msg/s); bus messages lost 0 messages (target == 0 "
+        "messages); bus append latency p50 0.0123 ms; bus append latency p95 2 ms (target < 1 ms) FAIL"
+    )
+    monkeypatch.setattr(_perf_base, "context", lambda: ("Bus", "Another Test"))
+    _perf_base.figure("bus read-all latency p95", 10.3, "ms", "<", 50, invalid_reason="load generator saturated")
+    assert fake.messages[-1] == "bus read-all latency p95 10.30 ms (target < 50 ms)"  # each test its own message
+    monkeypatch.setattr(_perf_base, "context", lambda: ("Api", ""))  # a suite setup: no test message
+    _perf_base.figure("task history", 100, "tasks")
+    fake.in_suite_setup = True
+    monkeypatch.setattr(_perf_base, "context", lambda: ("Api", "Teardown Of A Suite"))
+    _perf_base.figure("task history", 100, "tasks")  # Robot refuses: the figure is still recorded
+    assert len(fake.messages) == 5

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +114,54 @@ def finalize(
     return (f"metrics: {out / 'metrics.json'} ({len(run.metrics)} figures: "
             + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
             + f"); facts: {bus_path}")  # fmt: skip
+
+
+def test_messages(output_xml: str | os.PathLike[str]) -> dict[tuple[str, str], str]:
+    """``(suite full name, test name) -> message`` of every test in a Robot ``output.xml``."""
+    out: dict[tuple[str, str], str] = {}
+
+    def walk(suite: ET.Element, parent: str) -> None:
+        name = suite.attrib.get("name", "")
+        full = f"{parent}.{name}" if parent else name
+        for child in suite:
+            if child.tag == "suite":
+                walk(child, full)
+            elif child.tag == "test":
+                status = child.find("status")
+                out[(full, child.attrib.get("name", ""))] = (status.text or "") if status is not None else ""
+
+    root = ET.parse(output_xml).getroot()
+    for suite in root.findall("suite"):
+        walk(suite, "")
+    return out
+
+
+def add_messages_to_xunit(run_dir: str | os.PathLike[str]) -> int:
+    """Give every passing test of ``xunit.xml`` its message (its figures and targets) as ``<system-out>``.
+
+    Robot writes a test's message to xunit only for failures and skips; CI tools show a testcase's
+    ``system-out``, so a passing measured test shows its figures there too. Returns how many
+    testcases got one; a missing or unreadable file changes nothing.
+    """
+    out = Path(run_dir)
+    try:
+        messages = test_messages(out / "output.xml")
+        tree = ET.parse(out / "xunit.xml")
+    except (OSError, ET.ParseError):
+        return 0
+    added = 0
+    for case in tree.getroot().iter("testcase"):
+        if case.find("failure") is not None or case.find("skipped") is not None or case.find("system-out") is not None:
+            continue
+        message = messages.get((case.attrib.get("classname", ""), case.attrib.get("name", "")), "")
+        if message:
+            ET.SubElement(case, "system-out").text = message
+            added += 1
+    if added:
+        tmp = out / "xunit.xml.tmp"
+        tree.write(tmp, encoding="UTF-8", xml_declaration=True)
+        os.replace(tmp, out / "xunit.xml")
+    return added
 
 
 # --------------------------------------------------------------------------------------------------

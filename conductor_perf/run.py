@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
             rc = _rerun_failed(args, out, extra, env)
     except KeyboardInterrupt:
         rc = 253
+    from .report import add_messages_to_xunit
+
+    add_messages_to_xunit(out)  # passing tests' figures into xunit too (robot writes only failures')
     try:
         summary = finalize(out, profile=args.profile, message_bus=args.message_bus or None,
                            history=results_root / "history.jsonl")  # fmt: skip

@@ -198,3 +198,29 @@ def test_cli_as_module_prints_no_traceback(tmp_path):
         [sys.executable, "-m", "conductor_perf.report_cli"], capture_output=True, text=True, timeout=60
     )
     assert usage.returncode == 2
+
+
+def test_passing_tests_get_their_figures_in_xunit(tmp_path):
+    from conductor_perf.report import add_messages_to_xunit
+
+    (tmp_path / "output.xml").write_text(
+        '<?xml version="1.0"?><robot schemaversion="5"><suite name="Suites"><suite name="Bus">'
+        '<test name="Fast"><status status="PASS">bus write throughput 5000 msg/s (target &gt; 1000 msg/s)</status></test>'
+        '<test name="Slow"><status status="FAIL">p95: 80 ms (target &lt; 50 ms): FAIL</status></test>'
+        '<test name="Quiet"><status status="PASS"/></test>'
+        "</suite></suite></robot>",
+        encoding="utf-8",
+    )
+    (tmp_path / "xunit.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><testsuite name="Suites"><testsuite name="Bus">'
+        '<testcase classname="Suites.Bus" name="Fast" time="1.0"></testcase>'
+        '<testcase classname="Suites.Bus" name="Slow" time="1.0"><failure message="p95: 80 ms" type="AssertionError"/>'
+        '</testcase><testcase classname="Suites.Bus" name="Quiet" time="1.0"></testcase></testsuite></testsuite>',
+        encoding="utf-8",
+    )
+    assert add_messages_to_xunit(tmp_path) == 1
+    text = (tmp_path / "xunit.xml").read_text(encoding="utf-8")
+    assert "<system-out>bus write throughput 5000 msg/s (target &gt; 1000 msg/s)</system-out>" in text
+    assert text.count("system-out") == 2  # the failure keeps robot's own message; an empty message adds nothing
+    assert add_messages_to_xunit(tmp_path) == 0  # once
+    assert add_messages_to_xunit(tmp_path / "missing") == 0

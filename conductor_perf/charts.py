@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
@@ -63,6 +64,32 @@ Point = tuple[float, float]
 
 # --------------------------------------------------------------------------------------------------
 # small helpers
+
+
+def rate_series(cumulative: Iterable[Sequence[float]], *, min_fraction: float = 0.5) -> list[list[float]]:
+    """Per-interval rates ``[t, rate]`` (at each interval's end) from a cumulative ``(seconds, count)`` series.
+
+    A sampler's last interval is often cut short by the end of the window (0.05 s after the last
+    full 0.25 s step), and a counter that writers update in batches reads nearly nothing in it: a
+    last interval shorter than ``min_fraction`` of the median interval is left out instead of
+    being drawn as a drop.
+
+    Example::
+
+        >>> rate_series([(1.0, 100), (2.0, 250), (2.05, 250)])
+        [[1.0, 100.0], [2.0, 150.0]]
+    """
+    out: list[list[float]] = []
+    widths: list[float] = []
+    prev_t, prev_n = 0.0, 0.0
+    for t, n in cumulative:
+        if t > prev_t:
+            out.append([round(t, 3), (n - prev_n) / (t - prev_t)])
+            widths.append(t - prev_t)
+            prev_t, prev_n = t, n
+    if len(widths) >= 2 and widths[-1] < min_fraction * statistics.median(widths[:-1]):
+        out.pop()
+    return out
 
 
 def _text(s: object) -> str:

@@ -28,6 +28,7 @@ from .history import append_history
 from .records import MetricRecord, RunResults, parse_time, write_text_atomic
 from .regression import comparability_warnings, compare_runs, format_p
 from .verdict import format_number
+from .wording import plural
 
 RECORD_FIELDS = {"suite", "test", "metric", "unit", "value", "target", "verdict", "message", "histogram", "hdr",
                  "samples", "series", "extra", "higher_is_better"}  # fmt: skip
@@ -111,7 +112,7 @@ def finalize(
         bus_path, measured, sut=f"{sut_info.get('kind', '?')} conductor {sut_info.get('version', '')}".strip()
     )
     counts = run.counts()
-    return (f"metrics: {out / 'metrics.json'} ({len(run.metrics)} figures: "
+    return (f"metrics: {out / 'metrics.json'} ({plural(len(run.metrics), 'figure')}: "
             + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
             + f"); facts: {bus_path}")  # fmt: skip
 

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conductor_perf import history, housekeeping, records, regression, report, timing
+from conductor_perf.wording import plural
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -159,7 +160,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     """Merge per-process part files into metrics.json (optionally append to the history)."""
     run = records.merge_run_dir(args.run_dir)
-    print(Path(args.run_dir) / records.METRICS_FILE, f"({len(run.metrics)} records)")
+    print(Path(args.run_dir) / records.METRICS_FILE, f"({plural(len(run.metrics), 'record')})")
     if args.history:
         hist = (
             Path(args.history_path)

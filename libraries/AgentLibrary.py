@@ -19,6 +19,7 @@ from robot.api.deco import keyword, library
 
 from conductor_perf.bench import agent_tasks, agents_bench
 from conductor_perf.charts import timeline
+from conductor_perf.wording import plural
 
 
 @library(scope="SUITE", auto_keywords=False)
@@ -70,20 +71,20 @@ class AgentLibrary:
         logger.console(f"\n    agents: starting {count} stub agents ({work_ms} ms of work each)")
         try:
             result = agents_bench.run_agents(target, count, sleep_ms=work_ms, timeout=seconds(timeout),
-                                             on_progress=progress(f"{count} agents", "runs/s"))  # fmt: skip
+                                             on_progress=progress(plural(count, 'agent'), "runs/s"))  # fmt: skip
         except agent_tasks.AgentTaskError as exc:
             note_agent_environment(exc.report, has_root=target.root is not None)
             raise
         note_agent_environment(result.report, has_root=target.root is not None)
         self._results[count] = result
         self._last = result
-        logger.info(f"{count} agents: {result.completed} completed, {result.failed} failed, {result.unfinished} "
+        logger.info(f"{plural(count, 'agent')}: {result.completed} completed, {result.failed} failed, {result.unfinished} "
                     f"unfinished in {result.wall_s:.2f} s; HTTP statuses {result.statuses}; per-run median "
                     f"{result.median_run_s:.3f} s, p95 {result.run_percentile_s(95):.3f} s; POST latency ms "
                     f"{result.submit_latency}")  # fmt: skip
         if result.timeline:
             spans = [(f"run {i + 1}", start, end) for i, (start, end) in enumerate(result.timeline)]
-            log_chart(timeline(spans, title=f"{count} agents: each run from start to end",
+            log_chart(timeline(spans, title=f"{plural(count, 'agent')}: each run from start to end",
                                x_label="seconds since the first request (s)"))  # fmt: skip
         for err in result.errors:
             logger.warn(f"task submission failed: {err}")

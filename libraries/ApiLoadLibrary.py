@@ -20,6 +20,7 @@ from robot.api.deco import keyword, library
 
 from conductor_perf.bench import agent_tasks, agents_bench, api_bench
 from conductor_perf.measure import load
+from conductor_perf.wording import plural
 
 #: the project of the tasks `Create Task History` creates (nothing else uses it)
 HISTORY_PROJECT = "perf-api-history"
@@ -91,7 +92,7 @@ class ApiLoadLibrary:
         accepted = sum(1 for s in subs if s.status == 201)
         if accepted < tasks or pending:
             raise AssertionError(
-                f"task history: {accepted} of {tasks} tasks accepted, {len(pending)} runs unfinished"
+                f"task history: {accepted} of {plural(tasks, 'task')} accepted, {plural(len(pending), 'run')} unfinished"
             )
         listed = api_bench.task_count(target)
         self._history = listed
@@ -100,7 +101,7 @@ class ApiLoadLibrary:
         return listed
 
     def _label_for(self, method: str, path: str) -> str:
-        hist = f" with {self._history} tasks of history" if self._history else ""
+        hist = f" with {plural(self._history, 'task')} of history" if self._history else ""
         return f"{method.upper()} {path}{hist}"
 
     @keyword
@@ -114,7 +115,7 @@ class ApiLoadLibrary:
         target = require_target()
         self._label = self._label_for(method, path)
         logger.console(
-            f"\n    {self._label}: closed loop, {connections} connections x {seconds(duration):g} s"
+            f"\n    {self._label}: closed loop, {plural(connections, 'connection')} x {seconds(duration):g} s"
         )
         self._result = load.run_closed(target.url, api_bench.endpoint_request(target, method, path),
                                        workers=connections, duration=seconds(duration), processes=processes,
@@ -150,7 +151,7 @@ class ApiLoadLibrary:
         """
         target = require_target()
         self._message_task = api_bench.new_message_task()
-        self._label = f"POST /api/v1/messages by {writers} writers"
+        self._label = f"POST /api/v1/messages by {plural(writers, 'writer')}"
         logger.console(f"\n    {self._label} x {seconds(duration):g} s")
         self._result = load.run_closed(target.url, api_bench.message_factory(target, self._message_task),
                                        workers=writers, duration=seconds(duration),
@@ -185,7 +186,7 @@ class ApiLoadLibrary:
         | `Get Request Rate`    >    500
         """
         r = self._require()
-        series = {"req/s": [[p.second, p.count] for p in r.timeline]}
+        series = {"req/s": r.rate_timeline()}
         chart_series(f"{self._label}: requests per second", series, "time (s)", "requests per second",
                      target=expected, target_label="target")  # fmt: skip
         samples = [float(p.count) for p in r.timeline][1:-1]  # whole seconds only

@@ -11,7 +11,6 @@ from _perf_base import (
     chart_series,
     figure,
     progress,
-    rate_series,
     require_root,
     seconds,
 )
@@ -19,7 +18,9 @@ from robot.api import logger
 from robot.api.deco import keyword, library
 
 from conductor_perf.bench import bus_bench
+from conductor_perf.charts import rate_series
 from conductor_perf.formats import bus, runs
+from conductor_perf.wording import plural
 
 
 @library(scope="SUITE", auto_keywords=False)
@@ -74,7 +75,7 @@ class MessageBusLibrary:
             on_progress=progress("bus write", "msg/s"),
         )  # fmt: skip
         self._throughput = result
-        logger.info(f"{result.messages} messages by {writers} writers in {result.duration_s:g} s; per writer "
+        logger.info(f"{plural(result.messages, 'message')} by {plural(writers, 'writer')} in {result.duration_s:g} s; per writer "
                     f"{result.per_writer}; append latency ms {result.latency}")  # fmt: skip
         if result.integrity:
             logger.info(result.integrity.message)
@@ -93,8 +94,8 @@ class MessageBusLibrary:
         | `Get Bus Write Throughput`    >    1000
         """
         r = self._require_throughput()
-        series = {"messages": [[t, n] for t, n in r.timeline]}
-        chart_series(f"bus write throughput, {r.writers} {r.mode}", {"msg/s": rate_series(r.timeline)},
+        series = {"msg/s": rate_series(r.timeline)}
+        chart_series(f"bus write throughput, {r.writers} {r.mode}", series,
                      "time (s)", "messages per second", target=expected, target_label="target")  # fmt: skip
         chart_percentiles("bus append latency (every append of the run)", r.latency)
         samples = [rate for _, rate in rate_series(r.timeline)][1:-1]  # whole intervals only

@@ -25,6 +25,7 @@ from conductor_perf.bench import reliability
 from conductor_perf.context import load_records
 from conductor_perf.formats import bus, runs
 from conductor_perf.target import TargetError
+from conductor_perf.wording import plural
 
 
 @library(scope="SUITE", auto_keywords=False)
@@ -107,7 +108,7 @@ class ReliabilityLibrary:
         | `Measure Bus Contention Over HTTP`    writers=16    processes=4    duration=5 s
         """
         target = require_target()
-        logger.console(f"\n    bus contention over HTTP: {writers} writers in {processes} processes "
+        logger.console(f"\n    bus contention over HTTP: {plural(writers, 'writer')} in {plural(processes, 'process')} "
                        f"x {seconds(duration):g} s")  # fmt: skip
         self._contention = reliability.bus_contention_http(target, writers=writers, processes=processes,
                                                            duration=seconds(duration),
@@ -157,7 +158,7 @@ class ReliabilityLibrary:
         Returns the reads made (bounded by ``max_duration``). Example:
         | `Measure Run Info Atomicity`    readers=4    writers=2    reads=100000
         """
-        logger.console(f"\n    run-info atomicity: {readers} readers, {writers} writers, >= {reads} reads")
+        logger.console(f"\n    run-info atomicity: {plural(readers, 'reader')}, {plural(writers, 'writer')}, >= {plural(reads, 'read')}")
         self._atomicity = reliability.run_info_atomicity(require_root(), readers=readers, writers=writers,
                                                          min_reads=reads, max_duration=seconds(max_duration))  # fmt: skip
         logger.info(self._atomicity.message())
@@ -219,7 +220,7 @@ class ReliabilityLibrary:
         | `Measure SSE Burst Delivery`    lines=2000    subscribers=5    slow_subscribers=1
         """
         target = require_target()
-        logger.console(f"\n    SSE burst: {lines} lines to {subscribers} subscribers"
+        logger.console(f"\n    SSE burst: {plural(lines, 'line')} to {plural(subscribers, 'subscriber')}"
                        f"{f' + {slow_subscribers} slow' if slow_subscribers else ''}")  # fmt: skip
         self._burst = reliability.sse_burst(target, require_root(), lines=lines, subscribers=subscribers,
                                             slow=slow_subscribers, timeout=seconds(timeout))  # fmt: skip
@@ -241,7 +242,7 @@ class ReliabilityLibrary:
     def _burst_label(self) -> str:
         b = self._require_burst()
         slow = f" with {len(b.slow)} slow subscriber{'s' if len(b.slow) > 1 else ''}" if b.slow else ""
-        return f"SSE burst of {b.lines} lines to {len(b.fast)} subscribers{slow}"
+        return f"SSE burst of {plural(b.lines, 'line')} to {plural(len(b.fast), 'subscriber')}{slow}"
 
     @keyword
     def get_sse_burst_lines_lost(self, op: str | None = None, expected: float | None = None) -> int:
@@ -308,7 +309,7 @@ class ReliabilityLibrary:
             return require_target()
 
         logger.console(
-            f"\n    SSE resume: {before} lines, kill, {during} lines while down, restart, {after} lines"
+            f"\n    SSE resume: {plural(before, 'line')}, kill, {plural(during, 'line')} while down, restart, {plural(after, 'line')}"
         )
         self._resume = reliability.sse_resume_across_restart(require_target(), root, kill=kill, start=start,
                                                              before=before, during=during, after=after,

@@ -17,6 +17,7 @@ from conductor_perf.housekeeping import MB, remove_scratch, tree_size
 from conductor_perf.records import ResultsError
 from conductor_perf.regression import comparability_warnings, compare_runs, format_comparisons, regressions
 from conductor_perf.report import current_run, finalize
+from conductor_perf.wording import plural
 
 
 def _context() -> RunContext:
@@ -137,7 +138,7 @@ class ReportLibrary:
         if worse:
             raise AssertionError(f"{len(worse)} regressions against {note}: "
                                  + "; ".join(c.message for c in worse[:5]))  # fmt: skip
-        BuiltIn().set_test_message(f"{len(comparisons)} figures compared, no regression; {note}")
+        BuiltIn().set_test_message(f"{plural(len(comparisons), 'figure')} compared, no regression; {note}")
         return len(comparisons)
 
     @keyword

@@ -20,6 +20,7 @@ from conductor_perf.measure.monitor import MIB, ProcessTreeSampler, ResourceSeri
 from conductor_perf.measure.profile import scalene_unavailable_reason
 from conductor_perf.target import Target, http_json
 from conductor_perf.verdict import fmt
+from conductor_perf.wording import plural
 
 
 def _require_pid() -> Target:
@@ -129,7 +130,7 @@ class ResourceLibrary:
         sampler, self._sampler = self._sampler, None
         self._series = sampler.stop()
         s = self._series
-        logger.info(f"{len(s.samples)} samples over {s.duration_s:.1f} s (memory basis {s.memory_basis}); "
+        logger.info(f"{plural(len(s.samples), 'sample')} over {s.duration_s:.1f} s (memory basis {s.memory_basis}); "
                     f"peaks {s.peak()}")  # fmt: skip
         if s.process_exited:
             logger.warn(f"the SUT process exited {s.exited_at_s} s into sampling")
@@ -323,8 +324,8 @@ class ResourceLibrary:
                                                threads=threads_tolerance,
                                                open_fds=fds_tolerance, tcp_connections=tcp_tolerance)  # fmt: skip
         soak = seconds(duration) if duration is not None else None
-        logger.console(f"\n    leak: warm-up + {cycles} cycles" + (f", soak {soak:g} s" if soak else "")
-                       + f" ({workload.requests_per_cycle} requests, {agents} agents, {sse_clients} SSE clients each)")  # fmt: skip
+        logger.console(f"\n    leak: warm-up + {plural(cycles, 'cycle')}" + (f", soak {soak:g} s" if soak else "")
+                       + f" ({plural(workload.requests_per_cycle, 'request')}, {plural(agents, 'agent')}, {sse_clients} SSE clients each)")  # fmt: skip
 
         def on_cycle(c: leak_bench.CycleReport) -> None:
             mem = c.values.get("memory")
@@ -404,7 +405,7 @@ class ResourceLibrary:
                                                timeout=max(30.0, window_s))  # fmt: skip
         self._idle = r
         logger.info(f"run {r.run_id}: stream HTTP {r.stream_status}, events before the window {r.events_before}, "
-                    f"during it {r.events}; {r.samples} samples; server CPU mean {r.cpu_mean_pct:.2f} % of the "
+                    f"during it {r.events}; {plural(r.samples, 'sample')}; server CPU mean {r.cpu_mean_pct:.2f} % of the "
                     f"machine ({r.cpu_core_mean_pct:.1f} % of one core), peak {r.cpu_peak_pct:.2f} %; run "
                     f"{r.run_status_after} after the stop")  # fmt: skip
         for err in r.errors:

@@ -9,6 +9,7 @@ from robot.api import logger
 from robot.api.deco import keyword, library
 
 from conductor_perf.bench import sse_bench
+from conductor_perf.wording import plural
 
 
 def _console(text: str) -> None:
@@ -81,7 +82,7 @@ class SSELibrary:
         """
         target = require_target()
         logger.console(
-            f"\n    SSE run stream: {lines} lines, {clients} client(s), one every {seconds(interval) * 1000:g} ms"
+            f"\n    SSE run stream: {plural(lines, 'line')}, {plural(clients, 'client')}, one every {seconds(interval) * 1000:g} ms"
         )
         return self._set(sse_bench.measure_log_delivery(target, lines=lines, clients=clients,
                                                         interval_s=seconds(interval), timeout_s=seconds(timeout),
@@ -100,7 +101,7 @@ class SSELibrary:
         target = require_target()
         self._bus = sse_bench.new_bus_task()
         project, task = self._bus
-        logger.console(f"\n    bus history: posting {messages} messages to {project}/{task}")
+        logger.console(f"\n    bus history: posting {plural(messages, 'message')} to {project}/{task}")
         self._history = sse_bench.seed_bus_history(target, project, task, messages, writers=writers,
                                                    timeout_s=seconds(timeout))  # fmt: skip
         figure(
@@ -124,7 +125,7 @@ class SSELibrary:
         target = require_target()
         project, task = self._bus or sse_bench.new_bus_task()
         lead = "" if self._history else "\n"  # after the history keyword the console line is already new
-        logger.console(f"{lead}    SSE message stream: {messages} messages, {clients} clients, "
+        logger.console(f"{lead}    SSE message stream: {plural(messages, 'message')}, {plural(clients, 'client')}, "
                        f"bus history {self._history}")  # fmt: skip
         return self._set(sse_bench.measure_message_delivery(target, project, task, messages=messages, clients=clients,
                                                             interval_s=seconds(interval), history=self._history,
@@ -146,7 +147,7 @@ class SSELibrary:
         target = require_target()
         project, task = sse_bench.new_bus_task("flight")
         logger.console(
-            f"\n    SSE messages in flight: {messages} messages by {writers} writers, {clients} clients"
+            f"\n    SSE messages in flight: {plural(messages, 'message')} by {plural(writers, 'writer')}, {plural(clients, 'client')}"
         )
         r = sse_bench.measure_messages_in_flight(target, project, task, messages=messages, clients=clients,
                                                  writers=writers, timeout_s=seconds(timeout), processes=processes,
@@ -204,7 +205,7 @@ class SSELibrary:
         r = self._require()
         value = r.refused
         if r.refused:
-            logger.warn(f"{r.label}: {r.refused} of {r.clients} clients were refused with HTTP 429 "
+            logger.warn(f"{r.label}: {r.refused} of {plural(r.clients, 'client')} were refused with HTTP 429 "
                         f"({'; '.join(r.refusal_samples(1))}); the real server limits each run stream to "
                         f"api.sse.max_clients_per_run subscribers (10 by default)")  # fmt: skip
         figure(r.metric("clients refused (HTTP 429)"), value, "clients", op, expected,
@@ -228,7 +229,7 @@ class SSELibrary:
             raise AssertionError(f"{r.label}: no event was sent (no client subscribed within the time-out)")
         if not r.deliveries:
             raise AssertionError(f"{r.label}: every client was refused, so none can have received the events")
-        logger.info(f"{r.label}: {r.complete_clients} of {len(r.deliveries)} clients received all {len(r.expected)} "
+        logger.info(f"{r.label}: {r.complete_clients} of {plural(len(r.deliveries), 'client')} received all {len(r.expected)} "
                     f"events once in order")  # fmt: skip
         details = r.details()
         checks = [(r.metric(f"events {name}"), value, "events") for name, value in

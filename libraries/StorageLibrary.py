@@ -12,7 +12,6 @@ from _perf_base import (
     chart_percentiles,
     figure,
     progress,
-    rate_series,
     require_root,
     require_target,
     robot_var,
@@ -25,6 +24,8 @@ from robot.api.deco import keyword, library
 
 from conductor_perf import target as sut
 from conductor_perf.bench import server_creation, storage_bench
+from conductor_perf.charts import rate_series
+from conductor_perf.wording import plural
 
 #: write the file-level benchmarks into the SUT's runs root itself (variable or environment)
 IN_ROOT_SETTING = "CONDUCTOR_STORAGE_IN_ROOT"
@@ -141,7 +142,7 @@ class StorageLibrary:
                                                      on_progress=progress("run creation", "runs/s"))  # fmt: skip
         self._creation.history = self._history
         logger.info(
-            f"{self._creation.runs} runs in {seconds(duration):g} s; latency ms {self._creation.latency}"
+            f"{plural(self._creation.runs, 'run')} in {seconds(duration):g} s; latency ms {self._creation.latency}"
         )
         return self._creation.rate
 
@@ -156,7 +157,7 @@ class StorageLibrary:
         self._creation = storage_bench.creation_burst(self._root(), count=runs, remove=not self._scratch())
         self._creation.history = self._history
         logger.info(
-            f"burst of {runs} runs in {self._creation.duration_s:.3f} s; latency ms {self._creation.latency}"
+            f"burst of {plural(runs, 'run')} in {self._creation.duration_s:.3f} s; latency ms {self._creation.latency}"
         )
         return self._creation.latency["p95"]
 
@@ -239,7 +240,7 @@ class StorageLibrary:
         samples = [rate for _, rate in rate_series(c.timeline)]
         return figure(f"{self._kind} rate", c.rate, "runs/s", op, expected, samples=samples,
                       details={**self._details(), "duration_s": c.duration_s},
-                      histogram=c.histogram, series={"runs": [[t, n] for t, n in c.timeline]})  # fmt: skip
+                      histogram=c.histogram, series={"runs/s": rate_series(c.timeline)})  # fmt: skip
 
     @keyword(tags=[CHART_TAG])
     def get_run_creation_latency(self, percentile: str = "p95", op: str | None = None,
@@ -250,7 +251,7 @@ class StorageLibrary:
         | `Get Run Creation Latency`    p95    <    10
         """
         c = self._require_creation()
-        chart_percentiles(f"{self._kind} latency ({c.runs} runs)", c.latency, target_ms=expected)
+        chart_percentiles(f"{self._kind} latency ({plural(c.runs, 'run')})", c.latency, target_ms=expected)
         return figure(f"{self._kind} latency {percentile}", c.latency[percentile], "ms", op, expected,
                       details={**c.latency, **self._details()},
                       histogram=c.histogram)  # fmt: skip
@@ -306,7 +307,7 @@ class StorageLibrary:
         """
         self._rw = storage_bench.concurrent_read_write(self._root(), readers=readers, writers=writers,
                                                        duration=seconds(duration))  # fmt: skip
-        logger.info(f"{self._rw.reads} reads and {self._rw.writes} locked updates in {seconds(duration):g} s, "
+        logger.info(f"{plural(self._rw.reads, 'read')} and {self._rw.writes} locked updates in {seconds(duration):g} s, "
                     f"{self._rw.torn_reads} torn")  # fmt: skip
         return self._rw.torn_reads
 

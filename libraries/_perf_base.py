@@ -19,6 +19,7 @@ from typing import Any
 from robot.api import logger
 from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
 
+from conductor_perf import charts
 from conductor_perf.charts import line_chart, percentile_curve, svg_img_html
 from conductor_perf.context import RunContext
 from conductor_perf.formats.agentenv import StubReport
@@ -226,14 +227,8 @@ def chart_percentiles(title: str, summary: dict[str, Any], target_ms: float | No
         log_chart(percentile_curve(summary, title, target_ms=target_ms))
 
 
-def rate_series(cumulative: list[tuple[float, int]] | list[list[float]]) -> list[list[float]]:
-    """Per-interval rates from a cumulative ``(seconds, count)`` series."""
-    out, prev_t, prev_n = [], 0.0, 0
-    for t, n in cumulative:
-        if t > prev_t:
-            out.append([round(t, 3), (n - prev_n) / (t - prev_t)])
-            prev_t, prev_n = t, n
-    return out
+rate_series = charts.rate_series
+"""Per-interval rates of a cumulative series, without a cut-off last interval (``conductor_perf.charts``)."""
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -237,3 +237,15 @@ def test_svg_img_html_embeds_the_svg_as_base64_data_uri_or_inline():
     assert base64.b64decode(data).decode() == svg
     assert 'alt="Title &amp; more"' in html
     assert svg in charts.svg_img_html(svg, inline=True)
+
+
+def test_rate_series_leaves_out_a_cut_off_last_interval() -> None:
+    from conductor_perf.charts import rate_series
+
+    # 0.25 s steps; the window ended 0.05 s after the last step and the batched counter read nothing new
+    cumulative = [(0.25 * i, 1000 * i) for i in range(1, 41)] + [(10.05, 40000)]
+    rates = rate_series(cumulative)
+    assert len(rates) == 40 and all(r == pytest.approx(4000.0) for _, r in rates)
+    assert rate_series([(1.0, 100), (2.0, 250)]) == [[1.0, 100.0], [2.0, 150.0]]  # a full last interval stays
+    assert rate_series([(0.0, 0), (0.5, 0)]) == [[0.5, 0.0]]
+    assert rate_series([]) == []

@@ -453,3 +453,14 @@ def test_summary_and_describe_fields():
 if __name__ == "__main__":
     if sys.argv[1:] == ["serve"]:
         serve()
+
+
+def test_rate_timeline_scales_or_drops_the_cut_off_last_second() -> None:
+    from conductor_perf.measure.load import TimelinePoint
+
+    points = [TimelinePoint(s, 500, 1.0, 2.0) for s in range(10)]
+    long_tail = result_with(duration_s=10.6, timeline=[*points, TimelinePoint(10, 300, 1.0, 2.0)])
+    assert long_tail.rate_timeline()[-1] == [10, pytest.approx(500.0)]  # 300 in 0.6 s: 500 req/s, not a drop
+    short_tail = result_with(duration_s=10.02, timeline=[*points, TimelinePoint(10, 10, 1.0, 2.0)])
+    assert [s for s, _ in short_tail.rate_timeline()] == list(range(10))  # 0.02 s of a second: left out
+    assert all(rate == 500 for _, rate in short_tail.rate_timeline())

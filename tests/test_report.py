@@ -49,7 +49,7 @@ def test_finalize_writes_metrics_summary_and_facts(tmp_path):
               "extra": {"kind": "embedded", "version": "x"}}]  # fmt: skip
     (d / "metrics.d" / "1.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"torn')
     text = finalize(d, profile="quick", history=tmp_path / "history.jsonl")
-    assert "1 figures: 1 pass" in text
+    assert "1 figure: 1 pass" in text
     data = json.loads((d / "metrics.json").read_text())
     assert data["sut"]["kind"] == "embedded"
     assert [m["value"] for m in data["metrics"]] == [1200]

@@ -51,6 +51,7 @@ from ..target import (
     stop_process_tree,
     wait_healthy,
 )
+from ..wording import plural
 from . import agents_bench
 
 PROFILE_SUT_DIR = "profile-sut"
@@ -299,7 +300,7 @@ def profile_reference(
         if load["errors"]:
             errors.append(f"{load['errors']} of {load['requests']} API requests failed")
         if load["agents_completed"] < agents:
-            errors.append(f"{load['agents_completed']} of {agents} agents completed")
+            errors.append(f"{load['agents_completed']} of {plural(agents, 'agent')} completed")
     finally:
         written = stop_profiled(proc, json_path, timeout=stop_timeout)
         if proc.poll() is None:
@@ -308,9 +309,9 @@ def profile_reference(
             proc.stdout.close()
     if not written:
         raise RuntimeError(f"scalene wrote no profile to {json_path} within {stop_timeout:g} s of SIGINT")
-    notes = [f"Load: {duration_s:g} s of API reads and message posts over {workers} connections "
-             f"({load.get('requests', 0)} requests, {load.get('rate', 0.0):.0f} req/s under the profiler), "
-             f"{agents} stub agents, one SSE client on the message stream ({load.get('sse_events', 0)} events).",
+    notes = [f"Load: {duration_s:g} s of API reads and message posts over {plural(workers, 'connection')} "
+             f"({plural(load.get('requests', 0), 'request')}, {load.get('rate', 0.0):.0f} req/s under the profiler), "
+             f"{agents} stub agents, one SSE client on the message stream ({plural(load.get('sse_events', 0), 'event')}).",
              "", *READING_NOTES, "", f"Full scalene profile: `{JSON_NAME}` (view with `scalene view --cli {JSON_NAME}`)."]  # fmt: skip
     spots, _ = write_hotspots(json_path, out / MARKDOWN_NAME, top=top, notes=notes)
     return HotspotReport(json_path=json_path, markdown_path=out / MARKDOWN_NAME, hotspots=spots,

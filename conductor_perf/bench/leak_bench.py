@@ -59,6 +59,7 @@ from ..measure.rawhttp import Request
 from ..measure.sse import SSEClient, SSEError
 from ..reference.filehelper import HELPER_MODULE
 from ..target import Target, is_loopback
+from ..wording import plural
 from . import agents_bench
 
 LEAK_PROJECT = "perf-leak"
@@ -336,7 +337,7 @@ async def _sse_reader(client: SSEClient, events: int, timeout: float) -> tuple[i
             if ev.event == "message" and "leak burst" in ev.data:
                 got += 1
     except (TimeoutError, SSEError) as exc:
-        return got, f"SSE client read {got} of {events} messages: {exc}"
+        return got, f"SSE client read {got} of {plural(events, 'message')}: {exc}"
     finally:
         await client.close()
     return got, ""

@@ -37,6 +37,7 @@ from ..measure.histogram import LatencyHistogram
 from ..measure.sse import SSEClient, SSEError, StreamEnded
 from ..measure.workers import WorkerContext, WorkerPool, WorkerReport, merge_reports
 from ..target import Target, TargetError, http_json
+from ..wording import plural
 from . import api_bench, bus_bench
 
 PROJECT = "perf-reliability"
@@ -74,9 +75,9 @@ class BusContention:
     def message(self) -> str:
         """One line with every count."""
         api = "" if self.api_count is None else f", GET /api/v1/messages returned {self.api_count}"
-        return (f"bus contention ({self.driver}, {self.writers} writers in {self.processes} processes, "
+        return (f"bus contention ({self.driver}, {plural(self.writers, 'writer')} in {plural(self.processes, 'process')}, "
                 f"{self.duration_s:g} s): written {self.written}, found {self.found}, lost {self.lost}, "
-                f"duplicated {self.duplicated}, torn {self.torn}; the file parses to {self.parsed} messages{api}")  # fmt: skip
+                f"duplicated {self.duplicated}, torn {self.torn}; the file parses to {plural(self.parsed, 'message')}{api}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -222,8 +223,8 @@ class RunInfoAtomicity:
 
     def message(self) -> str:
         """One line with every count."""
-        return (f"run-info atomicity: {self.reads} reads by {self.readers} readers, {self.writes} updates by "
-                f"{self.writers} writers in {self.duration_s:.1f} s: torn {self.torn}, unparsable "
+        return (f"run-info atomicity: {plural(self.reads, 'read')} by {plural(self.readers, 'reader')}, {plural(self.writes, 'update')} by "
+                f"{plural(self.writers, 'writer')} in {self.duration_s:.1f} s: torn {self.torn}, unparsable "
                 f"{self.unparsable}, lost updates {self.lost_updates}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -435,7 +436,7 @@ class SseBurst:
         # no line at any fast subscriber: the histogram is empty and its summary holds None
         delivery = "no line delivered" if p95 is None or top is None else \
             f"delivery p95 {p95:.1f} ms, max {top:.1f} ms"  # fmt: skip
-        return (f"SSE burst of {self.lines} lines: fast subscribers received {got} (lost {self.lost}, out of "
+        return (f"SSE burst of {plural(self.lines, 'line')}: fast subscribers received {got} (lost {self.lost}, out of "
                 f"order {self.out_of_order}); {delivery}{slow}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -519,7 +520,7 @@ async def _sse_burst(target: Target, root: Path, lines: int, subscribers: int, s
                                            for c, g in zip(clients, gots, strict=True)))  # fmt: skip
             # a server may end a stream that falls behind (conductor-loop drops a subscriber at 128
             # queued events): such a subscriber gets no line of the burst, and the reason is kept
-            lost_in_backlog = [f"stream lost during the {backlog}-line backlog after {len(g)} lines: {error}"
+            lost_in_backlog = [f"stream lost during the {backlog}-line backlog after {plural(len(g), 'line')}: {error}"
                                if ended and not c.connected else ""
                                for c, g, (ended, error) in zip(clients, gots, early, strict=True)]  # fmt: skip
             gots = [[] for _ in clients]
@@ -621,9 +622,9 @@ class SseResume:
     def message(self) -> str:
         """One line."""
         d = self.delivery
-        return (f"SSE resume across a restart: {d.received} of {self.expected} lines received, missed {d.missing}, "
+        return (f"SSE resume across a restart: {d.received} of {plural(self.expected, 'line')} received, missed {d.missing}, "
                 f"duplicated {d.duplicated}, out of order {d.out_of_order}; resumed with Last-Event-ID "
-                f"{self.last_event_id!r} after {self.downtime_s:.1f} s down, {self.replayed} lines replayed")  # fmt: skip
+                f"{self.last_event_id!r} after {self.downtime_s:.1f} s down, {plural(self.replayed, 'line')} replayed")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""

@@ -65,6 +65,7 @@ from ..measure.workers import (
     merge_reports,
 )
 from ..target import Target, is_loopback
+from ..wording import plural
 
 __all__ = [
     "CPU_BUDGET_PERCENT",
@@ -360,16 +361,16 @@ class SSEResult:
         def ms(v: object) -> str:
             return "n/a" if v is None else f"{float(v):.2f} ms"  # type: ignore[arg-type]
 
-        text = (f"{self.label}: {self.clients} clients on {self.path} ({self.mode}, {self.processes} client "
+        text = (f"{self.label}: {plural(self.clients, 'client')} on {self.path} ({self.mode}, {self.processes} client "
                 f"process(es)): {self.accepted} accepted, {self.refused} refused (429), {self.failed} failed; "
-                f"{self.events_sent} events sent in {self.send_s:.2f} s after {self.ready_s:.2f} s of set-up; "
-                f"{self.complete_clients} clients got every event once in order (missing {self.missing}, "
+                f"{plural(self.events_sent, 'event')} sent in {self.send_s:.2f} s after {self.ready_s:.2f} s of set-up; "
+                f"{plural(self.complete_clients, 'client')} got every event once in order (missing {self.missing}, "
                 f"duplicated {self.duplicated}, out of order {self.out_of_order}, unexpected {self.unexpected}); "
                 f"latency over {s['count']} deliveries p50 {ms(s['p50'])}, p95 {ms(s['p95'])}, max {ms(s['max'])}; "
                 f"client loop lag p99 {self.lag.percentile_ms(99):.1f} ms, client CPU "
                 f"{self.client_cpu_percent:.0f} %")  # fmt: skip
         if self.history:
-            text += f"; bus history {self.history} messages"
+            text += f"; bus history {plural(self.history, 'message')}"
         if self.notes:
             text += "; " + "; ".join(self.notes)
         return text
@@ -682,7 +683,7 @@ async def _paced(
         now = time.monotonic()
         if now - last >= PROGRESS_EVERY_S:
             last = now
-            _say(on_progress, f"sending: {now - start:4.1f} s, {seq} of {count} events sent")
+            _say(on_progress, f"sending: {now - start:4.1f} s, {seq} of {plural(count, 'event')} sent")
     return sent
 
 
@@ -813,7 +814,7 @@ def measure_log_delivery(target: Target, *, lines: int = 50, clients: int = 1, i
         config.update({"STUB_START_DELAY_MS": str(STUB_START_DELAY_MS),
                        "STUB_STDOUT_LINES": str(STUB_WARMUP_LINES + lines),
                        "STUB_LINE_DELAY_MS": str(max(1, int(interval_s * 1000)))})  # fmt: skip
-    context = f"{clients} clients" if clients > 1 else ""
+    context = plural(clients, 'client') if clients > 1 else ""
     notes: list[str] = []
     with _http(target) as http:
         resp = http.post("/api/v1/tasks", json={"project_id": project, "task_id": task, "agent_type": "codex",
@@ -836,7 +837,7 @@ def measure_log_delivery(target: Target, *, lines: int = 50, clients: int = 1, i
             else:
                 stdout = runs.run_dir(target.require_root(), project, task, run_id) / runs.STDOUT
                 source = _FileSource(str(stdout), token)
-            _say(on_progress, f"{clients} client(s) on run {run_id} ({source.mode})")
+            _say(on_progress, f"{plural(clients, 'client')} on run {run_id} ({source.mode})")
 
             async def send() -> dict[int, int]:
                 return await _paced(source, lines, interval_s, on_progress)
@@ -893,7 +894,7 @@ def seed_bus_history(target: Target, project: str, task: str, count: int, *, wri
 
     asyncio.run(main())
     if ok[0] < count:
-        raise RuntimeError(f"bus history: {ok[0]} of {count} messages accepted; {errors[:3]}")
+        raise RuntimeError(f"bus history: {ok[0]} of {plural(count, 'message')} accepted; {errors[:3]}")
     return ok[0]
 
 
@@ -933,8 +934,8 @@ def measure_message_delivery(target: Target, project: str, task: str, *, message
     token = secrets.token_hex(3)
     path, spec = _message_spec(target, project, task, clients, token, 3 * timeout_s + messages * interval_s)
     source = _PostSource(target, project, task, token, timeout_s)
-    context = f"{clients} clients" + (f" on a {history}-message bus" if history else "")
-    _say(on_progress, f"{clients} client(s) on {path}")
+    context = plural(clients, 'client') + (f" on a {history}-message bus" if history else "")
+    _say(on_progress, f"{plural(clients, 'client')} on {path}")
 
     async def send() -> dict[int, int]:
         return await _paced(source, messages, interval_s, on_progress)
@@ -958,8 +959,8 @@ def measure_messages_in_flight(target: Target, project: str, task: str, *, messa
     token = secrets.token_hex(3)
     path, spec = _message_spec(target, project, task, clients, token, 3 * timeout_s)
     source = _PostSource(target, project, task, token, timeout_s)
-    context = f"{messages} messages in flight to {clients} clients"
-    _say(on_progress, f"{clients} client(s) on {path}, {writers} writers")
+    context = f"{plural(messages, 'message')} in flight to {plural(clients, 'client')}"
+    _say(on_progress, f"{plural(clients, 'client')} on {path}, {plural(writers, 'writer')}")
 
     async def send() -> dict[int, int]:
         return await asyncio.wait_for(source.burst(messages, writers), timeout_s)
@@ -968,7 +969,7 @@ def measure_messages_in_flight(target: Target, project: str, task: str, *, messa
     in_bus = _bus_events(target, project, task, token)
     notes = [f"POST errors: {source.errors[:3]}"] if source.errors else []
     rate = len(run.sent) / run.send_s if run.send_s > 0 else 0.0
-    notes.append(f"{len(run.sent)} of {messages} posts acknowledged at {rate:.0f} msg/s by {writers} writers")
-    return _result(run, context=context, stream="messages", path=path, mode=f"{source.mode} by {writers} writers",
+    notes.append(f"{len(run.sent)} of {plural(messages, 'post')} acknowledged at {rate:.0f} msg/s by {plural(writers, 'writer')}")
+    return _result(run, context=context, stream="messages", path=path, mode=f"{source.mode} by {plural(writers, 'writer')}",
                    clients=clients, expected=in_bus, bus_lost=len(set(run.sent) - set(in_bus)),
                    notes=notes)  # fmt: skip

@@ -95,6 +95,10 @@ START_TIMEOUT_S = 30.0
 """Load processes must all have opened their connections (and met at the start barrier) within this."""
 
 
+PARTIAL_SECOND_MIN = 0.5
+"""A last, partial second of a timeline is charted (scaled) when the run covered at least this much of it."""
+
+
 class TimelinePoint(NamedTuple):
     """One second of a run, by completion time: requests finished, their p50/p95, and errors.
 
@@ -176,6 +180,20 @@ class LoadResult:
     def rate(self) -> float:
         """Achieved rate: finished requests per second of run time."""
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    def rate_timeline(self) -> list[list[float]]:
+        """``[second, requests per second]`` per second of the run, for a chart.
+
+        The last second is usually cut short by the end of the run (``duration_s`` = 10.02 leaves
+        0.02 s in second 10): its count is scaled to a whole second when the run covered at least
+        half of it, and left out otherwise, so the chart does not end in a drop that never happened.
+        """
+        out: list[list[float]] = []
+        for p in self.timeline:
+            covered = min(1.0, self.duration_s - p.second)
+            if covered >= PARTIAL_SECOND_MIN:
+                out.append([p.second, p.count / covered])
+        return out
 
     @property
     def error_percent(self) -> float:

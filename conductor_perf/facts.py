@@ -83,7 +83,8 @@ def fact_bodies(records: list[dict[str, Any]], *, sut: str = "") -> list[str]:
             f"{r['metric']} {fmt(float(r['value']))} {r.get('unit', '')}".rstrip() + (f" (target {r['target']})" if r.get("target") else "")
             for r in recs
         )  # fmt: skip
-        bodies.append(f"{key[1]}: {figures}: {verdict_of[key].upper()}")
+        title = next((str(r["title"]) for r in recs if r.get("title")), key[1])  # the name as run
+        bodies.append(f"{title}: {figures}: {verdict_of[key].upper()}")
     return bodies
 
 

@@ -269,7 +269,7 @@ def _row(r: MetricRecord, baseline: RunResults | None, comps: Mapping[tuple, Any
         figure += f" (n={len(r.samples)})"
     return {
         "suite": r.suite,
-        "test": r.test,
+        "test": str(r.extra.get("title") or r.test),  # the name as run (an override of a target shows)
         "metric": r.metric,
         "figure": figure,
         "target": r.target or "—",

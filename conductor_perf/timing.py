@@ -32,7 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = REPO / "resources" / "targets.resource"
 PROFILES = REPO / "resources" / "profiles"
-MEASURING = ("Run Concurrent Agents", "Run Leak Cycles", "Profile Embedded Conductor")
+MEASURING = ("Run Concurrent Agents", "Run Leak Cycles", "Profile Embedded Conductor", "Profile Cpu Hot Spots",
+             "Count Goroutines At The Peak Of A Load")
 """Measuring keywords whose names do not start with ``Measure``."""
 WINDOW_ARGS = ("duration", "window")
 _DEFINITION = re.compile(r"^\$\{(\w+)\}\s{2,}(\S.*?)\s*$")

@@ -20,7 +20,7 @@ from conductor_perf.context import RunContext
 from conductor_perf.measure import fsprobe
 
 
-@library(scope="GLOBAL", auto_keywords=False)
+@library(scope="GLOBAL", auto_keywords=False, listener="SELF")
 class ConductorLibrary:
     """Owns the SUT of a suite run: the embedded reference conductor, a conductor-loop build, or a running server.
 
@@ -66,16 +66,36 @@ class ConductorLibrary:
     folder, SUT, profile, attempt, last fault, metric sink; ``conductor_perf.context``) and this
     library holds it for the whole run; the other libraries read it from here.
 
+    = Test names =
+
+    A test name may state a target from a variable (``Over ${BUS_MIN_MSG_PER_S} Messages Per
+    Second``), so an override shows in the name. Figures are recorded under the name as written in
+    the suite, which an override does not change, so history and the regression gate compare the
+    same test across runs; the name as run is recorded beside it for the summaries.
+
     Example:
     | `Start Or Attach Conductor`
     | ${url} =    `Get Conductor Url`
     | `Stop Conductor`
     """
 
+    ROBOT_LISTENER_API_VERSION = 3
+
     def __init__(self) -> None:
+        self.test_as_written: tuple[str, str] | None = None
+        """(name as written in the suite, name as run) of the running test; see `_perf_base.context`."""
         self.context: RunContext | None = None
         self._locks: list[str] = []
         self._kill: faults.KillTimer | None = None
+
+    def start_test(self, data, result) -> None:  # listener: not a keyword (auto_keywords=False)
+        """Remember the running test's name as written (``Over ${BUS_MIN_MSG_PER_S} Messages``): the key
+        its figures are recorded under, the same whatever a ``--variable`` override makes of the name."""
+        self.test_as_written = (str(data.name), str(result.name))
+
+    def end_test(self, data, result) -> None:  # listener
+        """Forget the name of the test that ended."""
+        self.test_as_written = None
 
     @keyword
     def start_or_attach_conductor(

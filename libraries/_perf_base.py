@@ -71,14 +71,31 @@ def run_context() -> RunContext:
 
 
 def context() -> tuple[str, str]:
-    """(suite name, test name) of the running test.
+    """(suite name, test name as written) of the running test: the key its figures are recorded under.
 
     The suite name leaves out the top-level suite, whose name depends on how robot was started
-    (``Suites.Bus`` from ``robot suites``, ``Bus & Api.Bus`` from two files, ``Bus`` alone), so a
-    figure keeps the same key in every run and runs can be compared.
+    (``Suites.Bus`` from ``robot suites``, ``Bus & Api.Bus`` from two files, ``Bus`` alone), and the
+    test name is the one written in the suite (``Over ${BUS_MIN_MSG_PER_S} Messages``), which a
+    ``--variable`` override does not change, so a figure keeps the same key in every run and runs
+    can be compared. :func:`test_title` is the name as run.
     """
     suite = str(robot_var("${SUITE NAME}", ""))
-    return suite.split(".", 1)[1] if "." in suite else suite, str(robot_var("${TEST NAME}", ""))
+    return suite.split(".", 1)[1] if "." in suite else suite, _test_as_written()
+
+
+def test_title() -> str:
+    """The running test's name as Robot shows it (variables replaced), ``""`` outside a test."""
+    return str(robot_var("${TEST NAME}", ""))
+
+
+def _test_as_written() -> str:
+    title = test_title()
+    try:
+        holder = BuiltIn().get_library_instance(CONTEXT_HOLDER)
+    except (RobotNotRunningError, RuntimeError):
+        return title
+    names = getattr(holder, "test_as_written", None)
+    return names[0] if names and names[1] == title else title
 
 
 def progress(label: str, unit: str) -> Callable[[float, int, float], None]:
@@ -143,6 +160,9 @@ def figure(
     ctx = run_context()
     suite, test = context()
     rec: dict[str, Any] = {"suite": suite, "test": test, "metric": metric, "unit": unit, "value": float(value)}
+    title = test_title()
+    if title and title != test:
+        rec["title"] = title  # the name as run, with the overridden figure in it
     if details:
         rec["extra"] = details
     if histogram:

@@ -13,8 +13,8 @@ Test Tags        bus    api    perf
 
 
 *** Test Cases ***
-Posting Messages Over HTTP Sustains Over 1000 Messages Per Second With 10 Writers
-    [Documentation]    Seed sections 2 and 9 through the REST API: 10 writers post for 10 s; every
+Posting Messages Over HTTP Sustains Over ${BUS_MIN_MSG_PER_S} Messages Per Second With ${BUS_WRITERS} Writers
+    [Documentation]    The bus target through the REST API: ${BUS_WRITERS} writers post for ${BUS_DURATION}; every
     ...    acknowledged message must then be in the task bus exactly once.
     Measure Message Posting    writers=${BUS_WRITERS}    duration=${BUS_DURATION}
     Get Request Rate    >    ${BUS_MIN_MSG_PER_S}

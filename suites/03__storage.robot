@@ -1,5 +1,6 @@
 *** Settings ***
-Documentation    Run storage targets: seed sections 5 and 9 (> 100 runs/s, < 10 ms per run creation).
+Documentation    Run storage targets (> ${RUN_CREATION_MIN_PER_S} runs/s, < ${RUN_CREATION_MAX_MS} ms per run creation;
+...              see docs/targets.md for where each target comes from).
 ...
 ...              File level: runs are created on the SUT's disk the way conductor-loop does it (the run
 ...              directory plus an fsynced, atomically renamed ``run-info.yaml``) by this suite's own
@@ -21,14 +22,14 @@ Test Tags        storage    perf
 
 *** Test Cases ***
 File-Level Run Creation Exceeds ${RUN_CREATION_MIN_PER_S} Runs Per Second
-    [Documentation]    Seed ``TestRunCreationThroughput``: one writer (this suite's) creates runs for distinct
-    ...    tasks for ${RUN_CREATION_DURATION} on the SUT's disk.
+    [Documentation]    conductor-loop's ``TestRunCreationThroughput``: one writer (this suite's) creates runs
+    ...    for distinct tasks for ${RUN_CREATION_DURATION} on the SUT's disk.
     Record File System State
     Measure Run Creation Rate    duration=${RUN_CREATION_DURATION}
     Get Run Creation Rate    >    ${RUN_CREATION_MIN_PER_S}
 
 File-Level Run Creation Takes Under ${RUN_CREATION_MAX_MS} Ms Per Run
-    [Documentation]    Seed section 9: run creation < 10 ms, per run at p95, one run at a time, this suite's
+    [Documentation]    Run creation < ${RUN_CREATION_MAX_MS} ms, per run at p95, one run at a time, this suite's
     ...    writer on the SUT's disk.
     Measure Run Creation Rate    duration=${RUN_CREATION_DURATION}
     Get Run Creation Latency    p95    <    ${RUN_CREATION_MAX_MS}
@@ -41,26 +42,27 @@ Run Creation Through The Server Exceeds ${RUN_CREATION_MIN_PER_S} Runs Per Secon
     Get Run Creation Rate    >    ${RUN_CREATION_MIN_PER_S}
 
 Run Creation Through The Server Takes Under ${RUN_CREATION_MAX_MS} Ms Per Run
-    [Documentation]    Seed section 9: run creation < 10 ms, per submission at p95 from the send until the
+    [Documentation]    Run creation < ${RUN_CREATION_MAX_MS} ms, per submission at p95 from the send until the
     ...    server has created the run's directory.
     Measure Run Creation Through The Server    duration=${RUN_CREATION_DURATION}    history=${RUN_HISTORY}
     Get Run Creation Latency    p95    <    ${RUN_CREATION_MAX_MS}
 
 File-Level Run Creation Burst Of ${RUN_CREATION_BURST} Takes Under ${RUN_CREATION_MAX_MS} Ms Per Run
-    [Documentation]    Issue 3: 100 runs created at once by 100 threads. On 2 cores a burst queues, so the
-    ...    per-run figure is the burst's wall time / 100; the per-run latency percentiles are logged.
+    [Documentation]    ${RUN_CREATION_BURST} runs created at once by as many threads. On 2 cores a burst queues, so
+    ...    the per-run figure is the burst's wall time / ${RUN_CREATION_BURST}; the per-run latency percentiles are
+    ...    logged.
     Measure Run Creation Burst    runs=${RUN_CREATION_BURST}
     Get Run Creation Latency    p95
     Get Run Creation Time Per Run    <    ${RUN_CREATION_MAX_MS}
 
-Run Info Reads And Atomic Writes Take Under 10 Ms
-    [Documentation]    Seed section 5: run-info read time and atomic (fsync + rename) write performance.
+Run Info Reads And Atomic Writes Take Under ${RUN_INFO_MAX_MS} Ms
+    [Documentation]    Run-info read time and atomic (fsync + rename) write performance.
     Measure Run Info Costs
     Get Run Info Latency    read    p95    <    ${RUN_INFO_MAX_MS}
     Get Run Info Latency    write    p95    <    ${RUN_INFO_MAX_MS}
 
 Concurrent Run Info Readers Never See A Torn File
-    [Documentation]    Seed section 5 "concurrent read/write": readers never see a partial run-info.yaml.
+    [Documentation]    Concurrent reads and writes: readers never see a partial run-info.yaml.
     Measure Concurrent Run Info Access
     ...    readers=${RUN_INFO_RW_READERS}    writers=${RUN_INFO_RW_WRITERS}    duration=${RUN_INFO_RW_DURATION}
     Get Torn Run Info Reads    ==    ${TORN_READS_MAX}

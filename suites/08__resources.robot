@@ -1,9 +1,9 @@
 *** Settings ***
-Documentation    Resource targets: seed sections 6 and 9 (< 500 MB for 50 concurrent agents, < 80 % CPU
-...              under load, < 1000 goroutines). The SUT's process tree is sampled every
-...              ``${SAMPLE_INTERVAL}`` while each workload runs. Seed section 10 and issue 5: no leaks over
-...              repeated identical workloads (a longer soak is tagged ``soak``), no CPU for an idle log
-...              stream, and the CPU hot spots of the embedded conductor (tagged ``profile``).
+Documentation    Resource targets: < ${MEMORY_MAX_MB} MB for ${AGENTS} concurrent agents, < ${CPU_MAX_PCT} % CPU
+...              under load, < ${THREADS_MAX} goroutines (see docs/targets.md). The SUT's process tree is sampled every
+...              ``${SAMPLE_INTERVAL}`` while each test runs its own workload. No leaks over repeated identical
+...              workloads (a longer soak is tagged ``soak``), no CPU for an idle log stream, and the CPU hot
+...              spots of the conductor (tagged ``profile``).
 
 Resource         ../resources/common.resource
 Library          ../libraries/ResourceLibrary.py
@@ -18,16 +18,16 @@ Test Tags        resources    perf
 
 
 *** Test Cases ***
-Memory Stays Under 500 MB With 50 Concurrent Agents
-    [Documentation]    Seed section 9: server plus agent processes, peak during 50 concurrent agents.
-    Start Resource Sampling    50 agents    interval=${SAMPLE_INTERVAL}
+Memory Stays Under ${MEMORY_MAX_MB} MB With ${AGENTS} Concurrent Agents
+    [Documentation]    Server plus agent processes, peak during ${AGENTS} concurrent agents.
+    Start Resource Sampling    ${AGENTS} agents    interval=${SAMPLE_INTERVAL}
     Run Concurrent Agents    ${AGENTS}    work_ms=${AGENT_WORK_MS}    timeout=${AGENTS_TIMEOUT}
     Stop Resource Sampling
     Every Agent Run Should Have Completed
     Get Peak Memory    <    ${MEMORY_MAX_MB}
 
-Server CPU Stays Under 80 Percent At The Target Request Rate
-    [Documentation]    Seed section 9: CPU < 80 % under load, the load being the API target rate
+Server CPU Stays Under ${CPU_MAX_PCT} Percent At The Target Request Rate
+    [Documentation]    CPU < ${CPU_MAX_PCT} % under load, the load being the API target rate
     ...    (${API_MIN_REQ_PER_S} req/s of GET /api/v1/tasks, open loop).
     Start Resource Sampling    API load    interval=${SAMPLE_INTERVAL}
     Measure Latency At Rate    GET    /api/v1/tasks    rate=${API_MIN_REQ_PER_S}    duration=${API_DURATION}
@@ -35,16 +35,16 @@ Server CPU Stays Under 80 Percent At The Target Request Rate
     Get Server Cpu    peak
     Get Server Cpu    mean    <    ${CPU_MAX_PCT}
 
-Server Threads Stay Under 1000 With 50 Agents
-    [Documentation]    Seed section 9: < 1000 goroutines; OS threads of the server process are the figure
-    ...    every SUT exposes.
-    Start Resource Sampling    50 agents    interval=${SAMPLE_INTERVAL}
+Server Threads Stay Under ${THREADS_MAX} With ${AGENTS} Agents
+    [Documentation]    < ${THREADS_MAX} goroutines; OS threads of the server process are the figure every SUT
+    ...    exposes.
+    Start Resource Sampling    ${AGENTS} agents    interval=${SAMPLE_INTERVAL}
     Run Concurrent Agents    ${AGENTS}    work_ms=${AGENT_WORK_MS}    timeout=${AGENTS_TIMEOUT}
     Stop Resource Sampling
     Get Peak Threads    <    ${THREADS_MAX}
 
 Goroutines Or Tasks Stay Under ${THREADS_MAX} At The Peak Of A Load
-    [Documentation]    Seed section 9: < 1000 goroutines under normal load, counted when ${GOROUTINE_AGENTS} agents
+    [Documentation]    < ${THREADS_MAX} goroutines under normal load, counted when ${GOROUTINE_AGENTS} agents
     ...    run, ${GOROUTINE_SSE_CLIENTS} clients follow a run's log and ${GOROUTINE_CONNECTIONS} connections load
     ...    the API at once. A conductor-loop build started by the suite: its goroutine stack dump on SIGQUIT
     ...    (it exits and is restarted); the embedded conductor: its asyncio tasks.
@@ -57,7 +57,7 @@ Goroutines Or Tasks Stay Under ${THREADS_MAX} At The Peak Of A Load
     [Teardown]    Restart A Conductor That Exited
 
 Server Memory And Threads Do Not Leak Over Repeated Workloads
-    [Documentation]    Seed section 10: no memory or goroutine leaks. A warm-up cycle, then ${LEAK_CYCLES}
+    [Documentation]    No memory or goroutine leaks. A warm-up cycle, then ${LEAK_CYCLES}
     ...    identical cycles (agents, a bus burst over HTTP, SSE clients that connect, read and disconnect),
     ...    each followed by ${LEAK_IDLE_WINDOW} idle; memory, threads, open fds and TCP sockets at the idle
     ...    points must show no significant upward trend and return to the warm-up baseline.
@@ -72,14 +72,14 @@ Server Memory And Threads Do Not Leak Over A Soak
     Server Resources Should Not Leak
 
 An Open Log Stream On A Quiet Run Costs Almost No CPU
-    [Documentation]    Issue 5: one SSE client follows a running run that writes nothing for ${IDLE_WINDOW};
-    ...    the server's CPU must stay near zero (conductor-loop 0.76 spins a core here, contract 13.1).
+    [Documentation]    One SSE client follows a running run that writes nothing for ${IDLE_WINDOW}; the server's
+    ...    CPU must stay near zero (conductor-loop 0.76 spins a core here: docs/conductor-loop.md, "Idle CPU").
     [Tags]    sse
     Measure Idle Stream Cpu    ${IDLE_WINDOW}    interval=${SAMPLE_INTERVAL}
     Get Idle Server Cpu    <    ${IDLE_CPU_MAX_PCT}
 
 CPU Hot Spots Of The Conductor Are Identified
-    [Documentation]    Seed: CPU hot spots identified and documented, under ${PROFILE_LOAD_DURATION} of API, agent and
+    [Documentation]    CPU hot spots identified and documented, under ${PROFILE_LOAD_DURATION} of API, agent and
     ...    SSE load, into hotspots.md in the results folder. The embedded conductor: a separate one under
     ...    scalene (its JSON beside it); a conductor-loop build started by the suite: its own process
     ...    sampled by Linux perf (perf data and reports beside it). Skipped, with the reason, when the SUT

@@ -1,5 +1,5 @@
 *** Settings ***
-Documentation    Reliability (issue 7): nothing lost, torn or delayed under contention, and faults of
+Documentation    Reliability: nothing lost, torn or delayed under contention, and faults of
 ...              the system under test handled cleanly.
 ...
 ...              File-level tests use the SUT's runs root (skipped without it). Fault tests kill or
@@ -19,14 +19,14 @@ Test Tags        reliability
 
 
 *** Test Cases ***
-Sixteen Writer Processes Appending To One Bus File Lose No Message
+${RELIABILITY_BUS_WRITERS} Writer Processes Appending To One Bus File Lose No Message
     [Documentation]    ``${RELIABILITY_BUS_WRITERS}`` processes append to one task bus with conductor-loop's
     ...    protocol; every message must then be in the file exactly once, none torn.
     [Tags]    bus
     Measure Bus Contention    writers=${RELIABILITY_BUS_WRITERS}    duration=${RELIABILITY_BUS_DURATION}
     Contended Bus Should Have Every Message Exactly Once
 
-Sixteen Writers In Four Processes Posting Over HTTP Lose No Message
+${RELIABILITY_BUS_WRITERS} Writers In ${RELIABILITY_PROCESSES} Processes Posting Over HTTP Lose No Message
     [Documentation]    ``${RELIABILITY_BUS_WRITERS}`` clients in ``${RELIABILITY_PROCESSES}`` processes post
     ...    to one task bus; every acknowledged message must come back exactly once.
     [Tags]    bus    api
@@ -36,7 +36,7 @@ Sixteen Writers In Four Processes Posting Over HTTP Lose No Message
     ...    duration=${RELIABILITY_BUS_DURATION}
     Contended Bus Should Have Every Message Exactly Once
 
-Run Info Readers Never See A Torn File In 100000 Reads
+Run Info Readers Never See A Torn File In ${RUN_INFO_ATOMIC_READS} Reads
     [Documentation]    Readers read one ``run-info.yaml`` without a lock while writers update it under the lock;
     ...    no read may be unparsable or mix two versions, and no update may be lost.
     [Tags]    storage
@@ -49,7 +49,7 @@ Run Info Readers Never See A Torn File In 100000 Reads
     Get Torn Or Unparsable Run Info Reads    ==    0
     Get Lost Run Info Updates    ==    0
 
-Every SSE Subscriber Receives A 2000 Line Burst Completely And In Order
+Every SSE Subscriber Receives A ${SSE_BURST_LINES} Line Burst Completely And In Order
     [Documentation]    ``${SSE_BURST_LINES}`` lines appended at once to a running run's stdout reach each of
     ...    ``${SSE_BURST_SUBSCRIBERS}`` subscribers, all of them, in file order.
     [Tags]    sse

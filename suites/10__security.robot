@@ -1,10 +1,10 @@
 *** Settings ***
-Documentation     Security (issue 7): bad input gets a client error with the contract's error shape and
+Documentation     Security: bad input gets a client error with conductor-loop's error shape and
 ...               changes nothing outside the runs root; the API key protects every route but the exempt ones.
 ...
 ...               Each bad input is one row below; what is sent is in the log and in the table of
-...               ``conductor_perf/bench/security.py``. The expected answer follows conductor-loop's contract
-...               (sections 3.1, 6, 7): a 4xx with ``{"error":{"code","message"}}``, 405 ``text/plain`` on
+...               ``conductor_perf/bench/security.py``. The expected answer is conductor-loop's (docs/conductor-loop.md,
+...               "Errors" and "Identifiers"): a 4xx with ``{"error":{"code","message"}}``, 405 ``text/plain`` on
 ...               ``/healthz`` and ``/metrics``, a redirect to the cleaned path for ``..`` segments in the URL.
 ...               Auth runs against a second instance of the SUT started with ``--api-key`` when the suite
 ...               owns it (capability ``auth``); against an external SUT only when ``CONDUCTOR_API_KEY`` is set.

@@ -1,5 +1,5 @@
 *** Settings ***
-Documentation    Regression gate: this run's figures against a baseline run (issue 6).
+Documentation    Regression gate: this run's figures against a baseline run (docs/targets.md, "Regression gate").
 ...
 ...              Runs last. Every figure with repeated samples (per-second rates) is compared with the
 ...              same figure of ``${BASELINE}`` (default: the newest run in results/history.jsonl of the

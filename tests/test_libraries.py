@@ -154,6 +154,12 @@ def test_the_runner_opens_the_chart_keywords_in_the_log(tmp_path):
 class _FakeBuiltIn:
     messages: list[str] = []
 
+    def get_variable_value(self, name, default=None):
+        return default
+
+    def get_library_instance(self, name):
+        raise RuntimeError(f"no library {name}")
+
     def set_test_message(self, message):
         if self.in_suite_setup:
             raise RuntimeError("'Set Test Message' keyword cannot be used in suite setup or teardown.")
@@ -186,3 +192,27 @@ def test_every_figure_of_a_test_shows_in_its_message(session, monkeypatch):
     monkeypatch.setattr(_perf_base, "context", lambda: ("Api", "Teardown Of A Suite"))
     _perf_base.figure("task history", 100, "tasks")  # Robot refuses: the figure is still recorded
     assert len(fake.messages) == 5
+
+
+def test_figures_are_keyed_by_the_test_name_as_written(session, monkeypatch):
+    class Holder:
+        test_as_written = ("Bus Over ${BUS_MIN_MSG_PER_S} Messages", "Bus Over 2000 Messages")
+
+    class Fake:
+        def get_library_instance(self, name):
+            assert name == _perf_base.CONTEXT_HOLDER
+            return Holder()
+
+        def set_test_message(self, message):
+            pass
+
+    names = {"${SUITE NAME}": "Suites.Bus", "${TEST NAME}": "Bus Over 2000 Messages"}
+    monkeypatch.setattr(_perf_base, "robot_var", lambda name, default=None: names.get(name, default))
+    monkeypatch.setattr(_perf_base, "BuiltIn", lambda: Fake())
+    assert _perf_base.context() == ("Bus", "Bus Over ${BUS_MIN_MSG_PER_S} Messages")
+    _perf_base.figure("bus write throughput", 2500, "msg/s", ">", 2000)
+    rec = session.records[-1]
+    assert rec["test"] == "Bus Over ${BUS_MIN_MSG_PER_S} Messages"  # the key: the same whatever the override
+    assert rec["title"] == "Bus Over 2000 Messages"  # the name as run, for the summaries
+    names["${TEST NAME}"] = "Another Test"  # the listener's name is of another test: the name as run
+    assert _perf_base.context() == ("Bus", "Another Test")

@@ -119,7 +119,7 @@ def recorded(tmp_path: Path) -> Path:
 
 
 def test_pprof_reason_names_the_contract() -> None:
-    assert pprof_unavailable_reason() == "conductor-loop 0.76 exposes no pprof endpoint (contract 11.2)"
+    assert pprof_unavailable_reason() == "conductor-loop 0.76 exposes no pprof endpoint (docs/conductor-loop.md, \"Introspection\")"
 
 
 def test_command_for_a_module_runs_it_with_dash_m_under_the_package() -> None:

@@ -246,7 +246,7 @@ def bad_inputs(token: str = "tok") -> list[BadInput]:
                  "project_id holds a backslash separator"),
         BadInput("dot-dot-as-task-id", "POST", tasks, _task(task_id=".."), "envelope", "task_id is '..'"),
         BadInput("uppercase-and-underscore-in-project-id", "POST", tasks, _task(project_id="Bad_Proj"), "envelope",
-                 "project_id has characters the runner rejects (contract 3.1)"),
+                 "project_id has characters the runner rejects (docs/conductor-loop.md, \"Identifiers\")"),
         BadInput("nul-byte-in-task-id", "POST", tasks, _task(task_id="task-\u0000-nul"), "envelope",
                  "task_id holds a NUL byte"),
         BadInput("task-id-over-name-max", "POST", tasks, _task(task_id=long_name), "envelope",

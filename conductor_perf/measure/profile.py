@@ -83,7 +83,7 @@ def scalene_unavailable_reason() -> str | None:
 
 def pprof_unavailable_reason() -> str:
     """Why Go CPU/heap profiles cannot be taken from the real conductor-loop server."""
-    return "conductor-loop 0.76 exposes no pprof endpoint (contract 11.2)"
+    return "conductor-loop 0.76 exposes no pprof endpoint (docs/conductor-loop.md, \"Introspection\")"
 
 
 def _is_script(target: str) -> bool:

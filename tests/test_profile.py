@@ -21,6 +21,7 @@ from conductor_perf.measure.profile import (
     parse_scalene,
     pprof_unavailable_reason,
     scalene_command,
+    scalene_has_samples,
     scalene_summary,
     scalene_unavailable_reason,
     start_profiled,
@@ -173,6 +174,24 @@ def test_parse_rejects_other_json(tmp_path: Path) -> None:
         parse_scalene(other)
 
 
+def test_a_profile_without_samples_reports_no_samples(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}", encoding="utf-8")  # what scalene writes when it took no samples
+    assert parse_scalene(empty) == []
+    assert not scalene_has_samples(empty)
+    summary = scalene_summary(empty)
+    assert summary["samples"] is False and summary["files"] == []
+    md = hotspots_markdown([], summary=summary)
+    assert "scalene took no samples" in md and "(no samples)" in md
+    no_files = tmp_path / "no-files.json"
+    no_files.write_text('{"elapsed_time_sec": 1.5, "program": "x.py", "args": []}', encoding="utf-8")
+    assert parse_scalene(no_files) == []
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"files": ', encoding="utf-8")
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_scalene(broken)
+
+
 def test_markdown_table(recorded: Path) -> None:
     md = hotspots_markdown(parse_scalene(recorded), top=2, summary=scalene_summary(recorded), root="/tmp/app")
     rows = [line for line in md.splitlines() if line.startswith("| ") and line[2].isdigit()]
@@ -191,6 +210,24 @@ needs_scalene = pytest.mark.skipif(
 def _profile_burner(
     tmp_path: Path, target: str, sig: int, *, cpu_only: bool, env: dict[str, str] | None = None
 ) -> tuple[int | None, Path, bool]:
+    """Profile the burner until scalene's profile holds samples (at most three tries).
+
+    scalene writes an empty profile (``{}``) when too little of the elapsed time was in the
+    profiled file, which a loaded machine can cause; the product reports that as "no samples"
+    (tested above). These tests check what a profile WITH samples says, so an empty one is
+    profiled again rather than asserted on.
+    """
+    for attempt in range(3):
+        returncode, out, ok = _profile_burner_once(tmp_path / f"try-{attempt}", target, sig, cpu_only=cpu_only, env=env)
+        if not ok or scalene_has_samples(out):
+            break
+    return returncode, out, ok
+
+
+def _profile_burner_once(
+    tmp_path: Path, target: str, sig: int, *, cpu_only: bool, env: dict[str, str] | None = None
+) -> tuple[int | None, Path, bool]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "scalene.json"
     ready = tmp_path / "ready"
     with open(tmp_path / "stdout.txt", "wb") as stdout, open(tmp_path / "stderr.txt", "wb") as stderr:
@@ -198,7 +235,7 @@ def _profile_burner(
             target, [str(ready)], out, cpu_only, cwd=tmp_path, env=env, stdout=stdout, stderr=stderr
         )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a bound against a hang, not a speed assertion
         while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.02)
         assert ready.exists(), (tmp_path / "stderr.txt").read_text()
@@ -207,7 +244,7 @@ def _profile_burner(
         # enough work to profile, measured in CPU seconds so machine speed does not matter
         while sum(pp.cpu_times()[:2]) < 1.0 and time.monotonic() < deadline:
             time.sleep(0.02)
-        ok = stop_profiled(proc, out, sig=sig, timeout=20)
+        ok = stop_profiled(proc, out, sig=sig, timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -216,7 +253,7 @@ def _profile_burner(
 
 
 @needs_scalene
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize(
     ("sig", "code"), [(signal.SIGINT, 0), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
 )
@@ -227,14 +264,18 @@ def test_scalene_profiles_a_cpu_burning_script(tmp_path: Path, sig: int, code: i
     assert ok
     assert returncode == code
     spots = parse_scalene(out)
+    assert spots, "scalene took no samples in three tries"
     assert spots[0].file == str(script)
     assert spots[0].function == "burn"
-    assert sum(h.cpu_percent for h in spots if h.function == "burn") > 50.0
+    # shares of the burner's CPU, not of the wall time: a loaded machine gives the burner less of the
+    # wall time (43.9 % seen with the load at 5), but its CPU still goes to burn()
+    burn = sum(h.cpu_percent for h in spots if h.function == "burn")
+    assert burn > 0.5 * sum(h.cpu_percent for h in spots)
     assert scalene_summary(out)["memory_profiled"] is True
 
 
 @needs_scalene
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(600)
 def test_scalene_profiles_a_module_run_with_dash_m(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "burnpkg"
     pkg.mkdir()
@@ -246,6 +287,7 @@ def test_scalene_profiles_a_module_run_with_dash_m(tmp_path: Path, monkeypatch: 
     assert ok
     assert returncode == 0
     spots = parse_scalene(out)
+    assert spots, "scalene took no samples in three tries"
     assert spots[0].file == str(pkg / "__main__.py")
     assert spots[0].function == "burn"
     assert scalene_summary(out)["memory_profiled"] is False

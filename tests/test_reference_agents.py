@@ -173,7 +173,7 @@ def test_delete_stops_a_running_agent(client: httpx.Client, root: Path) -> None:
     resp = client.delete(f"api/v1/tasks/{task}")
     assert resp.json() == {"stopped_runs": 1}
     run = finished_run(client, run_id)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 40  # the agent would sleep 60 s (the margin is for a loaded machine)
     assert run["status"] == "failed" and run["exit_code"] == -1
     assert run["error_summary"] == "agent exited with code -1"
     assert client.post(f"api/v1/runs/{run_id}/stop").status_code == 409

@@ -68,8 +68,8 @@ def test_prints_url_and_sigterm_stops_agents_and_exits_0(tmp_path: Path) -> None
             assert sse.status_code == 200
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
-            assert time.monotonic() - started < 10
+            assert proc.wait(timeout=40) == 0
+            assert time.monotonic() - started < 40  # the agent would sleep 60 s: the server did not wait for it
             assert b"event: status" in b"".join(sse.iter_raw())  # the stream ended cleanly
         deadline = time.monotonic() + 5
         while alive(pid) and time.monotonic() < deadline:

@@ -314,6 +314,8 @@ def profile_reference(
              f"{agents} stub agents, one SSE client on the message stream ({plural(load.get('sse_events', 0), 'event')}).",
              "", *READING_NOTES, "", f"Full scalene profile: `{JSON_NAME}` (view with `scalene view --cli {JSON_NAME}`)."]  # fmt: skip
     spots, _ = write_hotspots(json_path, out / MARKDOWN_NAME, top=top, notes=notes)
+    if not spots:
+        errors.append(f"scalene took no samples: its profile {json_path.name} is empty")
     return HotspotReport(json_path=json_path, markdown_path=out / MARKDOWN_NAME, hotspots=spots,
                          own_hotspots=[h for h in spots if is_own(h)], summary=scalene_summary(json_path),
                          load=load, elapsed_s=time.monotonic() - t0, errors=errors)  # fmt: skip

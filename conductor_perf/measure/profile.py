@@ -278,8 +278,37 @@ def _unescape(code: str) -> str:
     return code.replace("\\u0026", "&").replace("\\u003c", "<").replace("\\u003e", ">").strip()
 
 
+SCALENE_KEYS = ("files", "elapsed_time_sec", "program", "args", "samples", "memory", "max_footprint_mb")
+"""Top-level keys of a scalene 2.x profile; a JSON object with none of them is something else."""
+
+
+def _profile(json_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON of a scalene profile; ``{}`` is scalene's profile without samples.
+
+    Raises:
+        ValueError: the file is not JSON or not a scalene profile.
+    """
+    try:
+        data = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{json_path}: not a scalene profile (not JSON: {exc})") from None
+    if not isinstance(data, dict) or (data and not any(k in data for k in SCALENE_KEYS)):
+        raise ValueError(f"{json_path}: not a scalene profile (no 'files' mapping)")
+    if not isinstance(data.get("files", {}), dict):
+        raise ValueError(f"{json_path}: not a scalene profile ('files' is not a mapping)")
+    return data
+
+
+def scalene_has_samples(json_path: str | os.PathLike[str]) -> bool:
+    """Whether a scalene profile holds samples. scalene writes ``{}`` when it has none to report: the
+    program ran too briefly, or too little of its time was in the profiled files (a loaded machine)."""
+    return bool(_profile(json_path).get("files"))
+
+
 def parse_scalene(json_path: str | os.PathLike[str], *, sort_by: SortKey = "cpu") -> list[Hotspot]:
     """Hot spots from a scalene 2.x JSON profile: every line with CPU time or memory, sorted.
+
+    A profile without samples (scalene's ``{}``) gives no hot spots; reports say "no samples".
 
     Args:
         json_path: the ``-o`` file of ``scalene run``.
@@ -289,11 +318,9 @@ def parse_scalene(json_path: str | os.PathLike[str], *, sort_by: SortKey = "cpu"
     Raises:
         ValueError: the file is not a scalene profile.
     """
-    data = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        raise ValueError(f"{json_path}: not a scalene profile (no 'files' mapping)")
+    data = _profile(json_path)
     spots: list[Hotspot] = []
-    for fname, fdata in data["files"].items():
+    for fname, fdata in (data.get("files") or {}).items():
         funcs = {int(f.get("lineno", -1)): str(f.get("line", "")).strip() for f in fdata.get("functions", [])}
         for ln in fdata.get("lines", []):
             py = float(ln.get("n_cpu_percent_python", 0.0) or 0.0)
@@ -332,9 +359,11 @@ def parse_scalene(json_path: str | os.PathLike[str], *, sort_by: SortKey = "cpu"
 
 
 def scalene_summary(json_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Run-level figures of a scalene profile: program, args, elapsed s, memory mode, max footprint MB."""
-    data = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    """Run-level figures of a scalene profile: program, args, elapsed s, memory mode, max footprint MB,
+    whether it holds samples."""
+    data = _profile(json_path)
     return {
+        "samples": bool(data.get("files")),
         "program": data.get("program"),
         "args": data.get("args", []),
         "elapsed_s": float(data.get("elapsed_time_sec", 0.0) or 0.0),
@@ -366,7 +395,10 @@ def hotspots_markdown(
         root: shorten file paths relative to this directory.
     """
     lines = [f"# {title}", ""]
-    if summary:
+    if summary and not summary.get("samples", True):
+        lines += ["scalene took no samples: its profile is empty (the program ran too briefly, or too little of"
+                  " its time was in the profiled files, e.g. on a loaded machine).", ""]  # fmt: skip
+    elif summary:
         mem = (
             f"max footprint {summary['max_footprint_mb']:.1f} MB"
             if summary.get("memory_profiled")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
@@ -325,3 +326,29 @@ def test_sample_once_without_a_cpu_window_has_no_cpu_figures() -> None:
     assert one["cpu_percent"] is None
     assert one["cpu_total_machine_percent"] is None
     assert one["threads"] >= 1
+
+
+def test_a_short_workload_gets_dense_samples_and_long_ones_the_interval(spawn, tmp_path: Path) -> None:
+    proc = spawn(TREE_PARENT, "ready", "stop")
+    wait_until((tmp_path / "ready").exists, what="children started")
+    sampler = ProcessTreeSampler(proc.pid, interval=0.4, start_interval=0.05, ramp=4).start()
+    assert sampler.wait_for_samples(14, timeout=WAIT_S)
+    series = sampler.stop()
+    steps = [b.t_s - a.t_s for a, b in itertools.pairwise(series.samples)]
+    # the step grows 0.05 -> 0.1 -> 0.2 -> 0.4 (a loaded machine may stretch a step, never shrink it)
+    assert min(steps[:3]) < 0.2 and steps[-1] >= 0.35
+    with pytest.raises(ValueError):
+        ProcessTreeSampler(proc.pid, interval=0.5, start_interval=0)
+
+
+def test_cpu_mean_is_weighted_by_each_samples_window() -> None:
+    def sample(t: float, window: float, cpu: float) -> ResourceSample:
+        return ResourceSample(t_s=t, wall=t, window_s=window, rss_bytes=1, uss_bytes=None, pss_bytes=None,
+                              cpu_percent=cpu, cpu_children_percent=None, cpu_machine_percent=cpu / 2,
+                              cpu_total_machine_percent=None, threads=1, open_fds=1, tcp_connections=0,
+                              tcp_established=0, children=0, children_rss_bytes=0)  # fmt: skip
+
+    series = ResourceSeries(pid=1, interval_s=1.0, ncpu=2,
+                            samples=[sample(0.1, 0.1, 100.0), sample(1.1, 1.0, 0.0)])  # fmt: skip
+    assert series.mean("cpu_percent") == pytest.approx(100.0 * 0.1 / 1.1)  # 0.1 s busy in 1.1 s
+    assert series.mean("rss_bytes") == 1

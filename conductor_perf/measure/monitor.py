@@ -74,6 +74,10 @@ SAMPLE_FIELDS: tuple[str, ...] = (
 )
 
 
+CPU_FIELDS = ("cpu_percent", "cpu_children_percent", "cpu_machine_percent", "cpu_total_machine_percent")
+"""Sample fields that are a rate over the sample's CPU window (``window_s``)."""
+
+
 @dataclass(frozen=True)
 class ResourceSample:
     """One sample of the server process and its descendants (see the module doc for each field).
@@ -150,13 +154,19 @@ class ResourceSeries:
         return max(vals) if vals else None
 
     def mean(self, name: str | None = None) -> Any:
-        """Arithmetic mean of one field over the samples, or a dict of all fields' means.
+        """Mean of one field over the samples, or a dict of all fields' means.
 
-        For CPU fields each sample covers a window of (about) the same length, so this is the
-        average CPU over the measurement.
+        CPU fields are weighted by each sample's CPU window, so the mean is the average CPU over the
+        measurement also when the sampler started with shorter steps (``start_interval``); with
+        equal windows it is the arithmetic mean. Other fields: the arithmetic mean.
         """
         if name is None:
             return {n: self.mean(n) for n in SAMPLE_FIELDS if n not in ("t_s", "window_s")}
+        if name in CPU_FIELDS:
+            pairs = [(v, s.window_s) for s in self.samples if (v := getattr(s, name)) is not None]
+            if pairs and all(w is not None and w > 0 for _, w in pairs):
+                total = sum(w for _, w in pairs)  # type: ignore[misc]
+                return sum(v * w for v, w in pairs) / total  # type: ignore[operator]
         vals = self.values(name)
         return sum(vals) / len(vals) if vals else None
 
@@ -224,17 +234,36 @@ class ProcessTreeSampler:
     Args:
         pid: the process to sample (the SUT server).
         interval: seconds between samples (> 0).
+        start_interval: when given (and shorter than ``interval``), the first samples come this
+            often and the step doubles after every ``ramp`` samples until it is ``interval``: a
+            workload of one second (50 agents of 1 s each) still gets a dozen samples and a shape,
+            while a long one is sampled at ``interval`` after the first seconds. Every sample's CPU
+            covers its own window (``window_s``), and :meth:`ResourceSeries.mean` weights by it.
+        ramp: samples per step before it doubles (with ``start_interval``).
         full_memory: read USS/PSS (``memory_full_info``); ``False`` samples RSS only.
         connections: count TCP sockets (``net_connections``); ``False`` skips it.
     """
 
     def __init__(
-        self, pid: int, interval: float = 0.5, *, full_memory: bool = True, connections: bool = True
+        self,
+        pid: int,
+        interval: float = 0.5,
+        *,
+        start_interval: float | None = None,
+        ramp: int = 8,
+        full_memory: bool = True,
+        connections: bool = True,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be > 0 s, got {interval}")
+        if start_interval is not None and start_interval <= 0:
+            raise ValueError(f"start_interval must be > 0 s, got {start_interval}")
+        if ramp < 1:
+            raise ValueError(f"ramp must be at least 1 sample, got {ramp}")
         self.pid = pid
         self.interval = float(interval)
+        self._step = min(self.interval, float(start_interval)) if start_interval else self.interval
+        self._ramp = ramp
         self._full_memory = full_memory
         self._connections = connections
         self._ncpu = psutil.cpu_count(logical=True) or 1
@@ -292,7 +321,7 @@ class ProcessTreeSampler:
             with self._lock:
                 last = self._series.samples[-1].t_s if self._series.samples else None
             now = time.monotonic() - self._t0
-            if not self._series.process_exited and (last is None or now - last > self.interval / 2):
+            if not self._series.process_exited and (last is None or now - last > self._step / 2):
                 self._sample_and_store()
         self.series = self.snapshot()
         return self.series
@@ -367,17 +396,21 @@ class ProcessTreeSampler:
             raise _ProcessGone from None
 
     def _run(self) -> None:
-        next_t = self._t0 + self.interval
+        next_t = self._t0 + self._step
+        taken = 0
         while not self._stop.is_set():
             delay = next_t - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
             if not self._sample_and_store():
                 break
-            next_t += self.interval
+            taken += 1
+            if self._step < self.interval and taken % self._ramp == 0:
+                self._step = min(self.interval, self._step * 2)
+            next_t += self._step
             now = time.monotonic()
             if next_t <= now:  # fell behind (slow /proc, busy machine): skip, do not burst
-                next_t = now + self.interval
+                next_t = now + self._step
 
     def _sample_and_store(self) -> bool:
         """Take one sample; False when the process is gone."""

@@ -31,7 +31,9 @@ import gzip
 import os
 import shutil
 import stat
+import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,11 +129,13 @@ class Cleanup:
     removed: list[str] = field(default_factory=list)
     compressed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
 
     def summary(self) -> str:
-        """One line: sizes before and after, what went."""
+        """One line: sizes before and after, what went, how long it took."""
         text = (f"run directory {self.size_after / MB:.1f} MB (was {self.size_before / MB:.1f} MB; removed "
-                f"{len(self.removed)} scratch folder(s), compressed {len(self.compressed)} log(s))")  # fmt: skip
+                f"{len(self.removed)} scratch folder(s), compressed {len(self.compressed)} log(s) in "
+                f"{self.elapsed_s:.1f} s)")  # fmt: skip
         if self.problems:
             text += f"; {len(self.problems)} problem(s): {self.problems[0]}"
         return text
@@ -143,6 +147,7 @@ def remove_scratch(run_dir: str | os.PathLike[str], *, compress: bool = True) ->
     Call it only when nothing measures any more: deleting many files slows file creation for a
     while on some file systems. Problems (a file that will not go) are collected, never raised.
     """
+    started = time.monotonic()
     base = Path(run_dir).resolve()
     result = Cleanup(base, size_before=tree_size(base))
     for path in scratch_paths(base):
@@ -153,6 +158,7 @@ def remove_scratch(run_dir: str | os.PathLike[str], *, compress: bool = True) ->
         result.compressed, problems = compress_logs(base)
         result.problems.extend(problems)
     result.size_after = tree_size(base)
+    result.elapsed_s = time.monotonic() - started
     return result
 
 
@@ -165,6 +171,11 @@ def _remove(path: Path) -> list[str]:
             errors.append(f"{failed}: {exc}")
 
     if path.is_dir() and not path.is_symlink():
+        rm = shutil.which("rm")
+        if rm:  # twice as fast as shutil.rmtree on tens of thousands of small files; never follows links
+            done = subprocess.run([rm, "-rf", "--", str(path)], capture_output=True, text=True, check=False)
+            if done.returncode == 0 and not path.exists():
+                return errors
         if sys.version_info >= (3, 12):
             shutil.rmtree(path, onexc=note)
         else:

@@ -78,6 +78,7 @@ def test_remove_scratch_keeps_reports_and_compresses_large_logs(tmp_path: Path) 
     assert cleaned.size_after < cleaned.size_before
     assert cleaned.problems == []
     assert "run directory" in cleaned.summary() and "removed 4 scratch folder(s)" in cleaned.summary()
+    assert cleaned.elapsed_s > 0
     assert housekeeping.remove_scratch(run).removed == []  # twice is harmless
 
 

@@ -387,9 +387,11 @@ def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: di
     again = argparse.Namespace(**{**vars(args), "processes": 1})
     # the second attempt runs only the suites that failed: with several suite files its top suite
     # would get another name ("Load Test" instead of "Load Test & Agents"), and rebot merges only
-    # outputs with the same top suite
+    # outputs with the same top suite. Not robot's --rerunfailed: it matches test names as written,
+    # and test names take their numbers from variables (libraries/RerunFailed.py matches both)
     name = root_suite_name(first)
-    cmd = robot_command(again, out, [*extra, "--rerunfailed", str(first), "--output", "rerun.xml",
+    rerun = f"{REPO / 'libraries' / 'RerunFailed.py'}:{first}"
+    cmd = robot_command(again, out, [*extra, "--prerunmodifier", rerun, "--output", "rerun.xml",
                                      "--log", "NONE", "--report", "NONE", "--xunit", "NONE",
                                      *(["--name", name] if name else [])])  # fmt: skip
     subprocess.call(cmd, env={**env, "CONDUCTOR_PERF_ATTEMPT": "2"}, cwd=REPO)

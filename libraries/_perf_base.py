@@ -223,6 +223,8 @@ def _show_in_test_message(ctx: RunContext, suite: str, test: str, text: str) -> 
     if not test:
         return
     message = ctx.add_headline(suite, test, text)
+    if robot_var("${TEST STATUS}") == "FAIL":  # a teardown: the failure message stays the test's message
+        return
     try:
         BuiltIn().set_test_message(message)
     except (RobotNotRunningError, RuntimeError):  # suite setup/teardown: no test to carry it

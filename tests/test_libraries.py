@@ -216,3 +216,14 @@ def test_figures_are_keyed_by_the_test_name_as_written(session, monkeypatch):
     assert rec["title"] == "Bus Over 2000 Messages"  # the name as run, for the summaries
     names["${TEST NAME}"] = "Another Test"  # the listener's name is of another test: the name as run
     assert _perf_base.context() == ("Bus", "Another Test")
+
+
+def test_a_figure_in_the_teardown_of_a_failed_test_keeps_the_failure_message(session, monkeypatch):
+    fake = _FakeBuiltIn()
+    fake.messages = []
+    monkeypatch.setattr(_perf_base, "BuiltIn", lambda: fake)
+    monkeypatch.setattr(_perf_base, "context", lambda: ("Reliability", "A Fault Test"))
+    monkeypatch.setattr(_perf_base, "robot_var", lambda name, default=None: "FAIL" if name == "${TEST STATUS}" else default)
+    _perf_base.figure("conductor restarted", 1, "restarts")
+    assert fake.messages == []  # Robot would replace the failure message with it
+    assert session.records[-1]["metric"] == "conductor restarted"  # still recorded

@@ -173,10 +173,14 @@ class ResourceLibrary:
         s = self._require()
         series = total_memory_mb(s)
         peak = max(v for _, v in series)
+        at_start = series[0][1]  # what the server (and any agent) held before the workload
+        logger.info(f"{fmt(at_start)} MB when sampling started (the server with the history earlier tests left), "
+                    f"peak {fmt(peak)} MB: the workload added {fmt(peak - at_start)} MB")  # fmt: skip
         return figure(f"{self._label} peak memory", peak, "MB", op, expected,
                       details={"basis": s.memory_basis, "server_peak_rss_mb": (s.peak("rss_bytes") or 0) / MIB,
                                "children_peak_rss_mb": (s.peak("children_rss_bytes") or 0) / MIB,
-                               "peak_children": s.peak("children")},
+                               "peak_children": s.peak("children"), "at_start_mb": at_start,
+                               "added_by_workload_mb": peak - at_start},
                       series={"memory_mb": series})  # fmt: skip
 
     @keyword

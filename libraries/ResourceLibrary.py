@@ -246,8 +246,8 @@ class ResourceLibrary:
                 _, now = http_json(target.endpoint("/api/v1/debug/runtime"), headers=target.auth_headers())
                 return now if isinstance(now, dict) else {}
 
-            logger.console(f"\n    asyncio tasks at the peak of {agents} agents, {sse_clients} SSE clients, "
-                           f"{connections} connections")  # fmt: skip
+            logger.console(f"\n    asyncio tasks at the peak of {plural(agents, 'agent')}, {plural(sse_clients, 'SSE client')}, "
+                           f"{plural(connections, 'connection')}")  # fmt: skip
             peak = goroutine_bench.at_peak_of_load(target, read, **load)
             if "asyncio_tasks" not in peak.reading:
                 raise AssertionError(f"the debug endpoint gave no task count at the peak: {peak.reading}")
@@ -256,8 +256,8 @@ class ResourceLibrary:
             log_path = target.log_path  # a managed binary's stdout and stderr both go there
             if target.pid is None or log_path is None:
                 skip(f"a goroutine dump needs the SUT's process and its stderr log: pid {target.pid}, log {log_path}")
-            logger.console(f"\n    goroutines at the peak of {agents} agents, {sse_clients} SSE clients, "
-                           f"{connections} connections (SIGQUIT stack dump: the SUT exits)")  # fmt: skip
+            logger.console(f"\n    goroutines at the peak of {plural(agents, 'agent')}, {plural(sse_clients, 'SSE client')}, "
+                           f"{plural(connections, 'connection')} (SIGQUIT stack dump: the SUT exits)")  # fmt: skip
             run_context().note_fault("sigquit", time.time(), target.pid)  # the suite stops it: no crash
             try:
                 peak = goroutine_bench.goroutines_under_load(target, log_path, **load)

@@ -207,13 +207,13 @@ class StorageLibrary:
             instance.stop()
         result.history = history
         self._kind, self._creation = THROUGH_SERVER, result
-        logger.info(f"{result.runs} runs in {result.duration_s:.1f} s through {instance.url} (root {root}, log in "
+        logger.info(f"{plural(result.runs, 'run')} in {result.duration_s:.1f} s through {instance.url} (root {root}, log in "
                     f"{base}); statuses {result.statuses}; run-info.yaml written for {result.run_info_written}; "
                     f"latency ms {result.latency}")  # fmt: skip
         for err in result.errors:
             logger.warn(f"run creation through the server: {err}")
         if result.errors or not result.runs:
-            raise AssertionError(f"run creation through the server: {result.runs} runs created, "
+            raise AssertionError(f"run creation through the server: {plural(result.runs, 'run')} created, "
                                  f"{'; '.join(result.errors) or 'none answered'}")  # fmt: skip
         return result.rate
 

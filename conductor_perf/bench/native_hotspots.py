@@ -24,6 +24,7 @@ from typing import Any
 from ..measure import linuxperf
 from ..measure.linuxperf import NativeHotspot, ReportHeader
 from ..target import Target
+from ..wording import plural
 from . import hotspots
 
 MARKDOWN_NAME = hotspots.MARKDOWN_NAME
@@ -193,7 +194,7 @@ def profile_native(
     if load.get("errors"):
         errors.append(f"{load['errors']} of {load['requests']} API requests failed")
     if load and load.get("agents_completed", 0) < agents:
-        errors.append(f"{load.get('agents_completed', 0)} of {agents} agents completed")
+        errors.append(f"{load.get('agents_completed', 0)} of {plural(agents, 'agent')} completed")
     self_txt = linuxperf.run_report(data, children=False, perf=perf)
     total_txt = linuxperf.run_report(data, children=True, perf=perf)
     (out / SELF_NAME).write_text(self_txt, encoding="utf-8")

@@ -201,7 +201,7 @@ def compress_logs(run_dir: str | os.PathLike[str], *, min_bytes: int = LOG_COMPR
                 continue
             target = path.with_name(path.name + ".gz")
             tmp = path.with_name(path.name + ".gz.tmp")
-            with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
+            with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             os.replace(tmp, target)
             path.unlink()

@@ -315,6 +315,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"stop a round that runs longer (default {ROUND_TIMEOUT_S:g})")
     p.add_argument("--report", default="", metavar="DIR",
                    help="write the comparison of an earlier run's rounds again (no round is run)")
+    p.add_argument("--keep-data", action="store_true",
+                   help="keep each round's scratch data (SUT runs roots, bus files) after the comparison")
     p.add_argument("--suite-dir", default=str(SUITE_DIR), help=argparse.SUPPRESS)  # tests: their own suites
     return p  # fmt: skip
 
@@ -502,7 +504,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     comparison = build_comparison(plan, rounds, compare_id)
     rc = finish(directory, comparison, plan)
     _print_result(directory, comparison)
+    _clean_up(directory, rounds, keep=args.keep_data)
     return 253 if interrupted else rc
+
+
+def _clean_up(directory: Path, rounds: Sequence[Round], *, keep: bool) -> None:
+    """Remove every round's scratch data once the last round has measured (never between rounds: a
+    deletion would slow the next round's file creation on some file systems)."""
+    from .housekeeping import MB, remove_scratch, tree_size
+
+    if keep:
+        print(f"comparison folder {tree_size(directory) / MB:.1f} MB, scratch data kept (--keep-data)", flush=True)
+        return
+    before = tree_size(directory)
+    problems: list[str] = []
+    for rnd in rounds:
+        if (directory / rnd.directory).is_dir():
+            problems += remove_scratch(directory / rnd.directory).problems
+    print(f"comparison folder {tree_size(directory) / MB:.1f} MB (was {before / MB:.1f} MB: every round's scratch "
+          f"data removed{'; ' + problems[0] if problems else ''})", flush=True)  # fmt: skip
 
 
 def _print_result(directory: Path, comparison: Comparison) -> None:

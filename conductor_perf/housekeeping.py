@@ -270,4 +270,7 @@ def prune_runs(results_root: str | os.PathLike[str], keep: int) -> Pruned:
             latest.symlink_to(result.kept[-1])
     if latest.is_symlink():
         result.latest = os.readlink(latest)
+    for link in root.iterdir():  # e.g. latest-compare pointing at a removed comparison
+        if link.is_symlink() and not link.exists():
+            link.unlink()
     return result

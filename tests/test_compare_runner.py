@@ -108,6 +108,9 @@ def test_an_a_a_comparison_writes_every_output_and_a_log_with_every_round(compar
                      "B Meets Every Exact Target In Every Round"]  # fmt: skip
     assert (folder.parent / "latest-compare").resolve() == folder.resolve()
     assert "false-alarm rate" in stdout and not list(folder.rglob("dry-run*"))
+    # every round's SUT runs root is scratch, removed once the last round has measured; its log stays
+    assert not list(folder.glob("rounds/*/sut-*/root")) and list(folder.glob("rounds/*/sut-*/conductor.log*"))
+    assert "every round's scratch data removed" in stdout
 
 
 @pytest.mark.timeout(480)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-USER_FACING = sorted([*REPO.glob("suites/**/*.robot"), *REPO.glob("resources/**/*.resource"),
+USER_FACING = sorted([*REPO.glob("suites/**/*.robot"), *REPO.glob("compare/**/*.robot"), *REPO.glob("resources/**/*.resource"),
                       *REPO.glob("resources/**/*.yaml"), REPO / "README.md", *REPO.glob("docs/*.md")])  # fmt: skip
 INTERNAL_CITATIONS = [
     (re.compile(r"\bissues? #?\d+", re.IGNORECASE), "an internal issue number"),

@@ -47,7 +47,7 @@ from .comparison import COMPARE_JSON, Comparison, Round, abba_order, compare_rou
 from .environment import SutIdentity, load_avg, machine_info
 from .faults import UNEXPECTED_EXIT
 from .records import ResultsError, RunResults, new_run_id, utc_now, write_text_atomic
-from .run import PROFILES, REPO, robot_command
+from .run import CHART_TAG, PROFILES, REPO, robot_command
 from .stats import u_critical
 
 DEFAULT_SUITES = ("api",)
@@ -429,7 +429,7 @@ def finish(directory: Path, comparison: Comparison, plan: dict[str, Any]) -> int
     title = f"{comparison.mode} comparison: B {plan['b_given']} against A {plan['a_given']}"
     merge = [sys.executable, "-m", "robot.rebot", "--name", title, "--outputdir", str(directory),
              "--output", "output.xml", "--log", "log.html", "--report", "report.html", "--xunit", "xunit.xml",
-             "--doc", comparison.result_line(), *outputs]  # fmt: skip
+             "--doc", comparison.result_line(), "--expandkeywords", f"tag:{CHART_TAG}", *outputs]  # fmt: skip
     subprocess.call(merge, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=600)
     if rc >= 250:
         print(f"conductor-perf compare: the comparison suite could not run (robot exit {rc}); see "

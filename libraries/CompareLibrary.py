@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from _perf_base import log_chart
+from _perf_base import CHART_TAG, log_chart
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
@@ -59,7 +59,7 @@ class CompareLibrary:
             raise AssertionError("no comparison loaded: call 'Load Comparison' first")
         return self._data
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def load_comparison(self, directory: str) -> str:
         """Load ``compare.json`` from a comparison folder; log the sides, rounds, ratio chart and table.
 

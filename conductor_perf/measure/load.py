@@ -75,6 +75,8 @@ own path."""
 
 ProgressCallback = Callable[[float, int, float], None]
 """``on_progress(elapsed_s, requests_so_far, rate_so_far)``."""
+StartGate = Callable[[], object]
+"""``start_gate()``: returns when the load may start (see :func:`run_closed`)."""
 
 DEFAULT_MAX_REQUESTS = 10_000_000
 """The request cap when ``max_requests`` is not given (every run is bounded in count)."""
@@ -825,11 +827,13 @@ def _load_worker(spec: _Spec, ctx: WorkerContext) -> WorkerReport:
 
 
 def _run_processes(
-    specs: list[_Spec], on_progress: ProgressCallback | None, progress_interval: float, deadline_s: float
+    specs: list[_Spec], on_progress: ProgressCallback | None, progress_interval: float, deadline_s: float,
+    start_gate: StartGate | None = None, gate_timeout: float = 0.0,
 ) -> list[WorkerReport]:
     holder = _Progress(None, on_progress, progress_interval)
-    with WorkerPool(_load_worker, specs, name="load", counters=("requests",), start_timeout=START_TIMEOUT_S) as pool:
-        pool.start()
+    with WorkerPool(_load_worker, specs, name="load", counters=("requests",), start_timeout=START_TIMEOUT_S,
+                    gate_timeout=gate_timeout) as pool:  # fmt: skip
+        pool.start(gate=start_gate)
 
         def tick(elapsed: float) -> None:
             if holder.callback is not None:
@@ -968,13 +972,14 @@ def _common(
 
 
 def _run(
-    specs: list[_Spec], on_progress: ProgressCallback | None, progress_interval: float
+    specs: list[_Spec], on_progress: ProgressCallback | None, progress_interval: float,
+    start_gate: StartGate | None = None, gate_timeout: float = 0.0,
 ) -> list[WorkerReport]:
     if len(specs) == 1:
         progress = _Progress(None, on_progress, progress_interval)
-        return [_report(_run_sync(_run_core(specs[0], progress), specs[0]), "load")]
+        return [_report(_run_sync(_run_core(specs[0], progress, start_gate), specs[0]), "load")]
     deadline = specs[0].duration_s + specs[0].timeout_s + 60.0
-    return _run_processes(specs, on_progress, progress_interval, deadline)
+    return _run_processes(specs, on_progress, progress_interval, deadline, start_gate, gate_timeout)
 
 
 def _run_sync(coro: Any, spec: _Spec) -> Any:
@@ -1078,6 +1083,8 @@ def run_closed(
     progress_interval: float = 2.0,
     cpu_budget_percent: float = DEFAULT_CPU_BUDGET_PERCENT,
     lag_budget_ms: float = DEFAULT_LAG_BUDGET_MS,
+    start_gate: StartGate | None = None,
+    gate_timeout: float = 0.0,
 ) -> LoadResult:
     """Closed-loop load: ``workers`` connections, each sending its next request when the last finished.
 
@@ -1092,13 +1099,16 @@ def run_closed(
         ok_status: status codes that count as success (default: any 2xx).
         on_progress: called about every ``progress_interval`` s with ``(elapsed_s, requests, rate)``.
         cpu_budget_percent, lag_budget_ms: self-check budgets (see :class:`LoadResult`).
+        start_gate: called (in a thread) once every connection is open, before the first request;
+            the run's clock starts when it returns (e.g. a swarm's start barrier). What it
+            raises ends the run. ``gate_timeout``: the longest it may take (several processes).
 
     Returns:
         A :class:`LoadResult`; latency is from each request's send to its last response byte.
     """
     c = _common(url, request, duration, max_requests, timeout, ok_status, processes)
     specs = _closed_specs(c, int(workers))
-    reports = _run(specs, on_progress, _check_progress_interval(progress_interval))
+    reports = _run(specs, on_progress, _check_progress_interval(progress_interval), start_gate, gate_timeout)
     return combine_reports(
         "closed",
         url,
@@ -1129,6 +1139,8 @@ def run_open(
     progress_interval: float = 2.0,
     cpu_budget_percent: float = DEFAULT_CPU_BUDGET_PERCENT,
     lag_budget_ms: float = DEFAULT_LAG_BUDGET_MS,
+    start_gate: StartGate | None = None,
+    gate_timeout: float = 0.0,
 ) -> LoadResult:
     """Open-loop load: a constant arrival ``rate``, latency from the intended and the actual send time.
 
@@ -1149,6 +1161,7 @@ def run_open(
         ok_status: status codes that count as success (default: any 2xx).
         on_progress: called about every ``progress_interval`` s with ``(elapsed_s, requests, rate)``.
         cpu_budget_percent, lag_budget_ms: self-check budgets (see :class:`LoadResult`).
+        start_gate, gate_timeout: as for :func:`run_closed`.
 
     Returns:
         A :class:`LoadResult` whose ``histogram`` is corrected (from the intended send time) and
@@ -1156,7 +1169,7 @@ def run_open(
     """
     c = _common(url, request, duration, max_requests, timeout, ok_status, processes)
     specs = _open_specs(c, rate, int(connections), max_in_flight, float(late_ms))
-    reports = _run(specs, on_progress, _check_progress_interval(progress_interval))
+    reports = _run(specs, on_progress, _check_progress_interval(progress_interval), start_gate, gate_timeout)
     return combine_reports(
         "open",
         url,

@@ -459,11 +459,13 @@ class WorkerPool:
         mode: ``"processes"`` (forked OS processes) or ``"threads"`` (one process; the same
             interface, for loads that mirror goroutines; a hung thread cannot be killed).
         start_timeout: seconds the start barrier waits for every worker.
+        gate_timeout: the longest a ``gate`` given to :meth:`start` may hold the ready workers
+            (they give up waiting for the start signal after ``start_timeout`` plus this).
     """
 
     def __init__(self, fn: WorkerFn, shares: Sequence[Any], *, name: str, names: Sequence[str] | None = None,
                  counters: Sequence[str] = (), mode: Literal["processes", "threads"] = "processes",
-                 start_timeout: float = DEFAULT_START_TIMEOUT_S) -> None:  # fmt: skip
+                 start_timeout: float = DEFAULT_START_TIMEOUT_S, gate_timeout: float = 0.0) -> None:  # fmt: skip
         if not shares:
             raise ValueError("a worker pool needs at least one share")
         if mode not in ("processes", "threads"):
@@ -479,6 +481,7 @@ class WorkerPool:
         self.counters = tuple(counters)
         self.mode = mode
         self.start_timeout = float(start_timeout)
+        self.gate_timeout = max(0.0, float(gate_timeout))
         self.started_at = 0.0
         """The common start time (``time.time()``) given at the barrier."""
         self.started_mono = 0.0
@@ -525,8 +528,13 @@ class WorkerPool:
         return list(self._pids)
 
     # -- start ------------------------------------------------------------------------------
-    def start(self) -> float:
+    def start(self, *, gate: Callable[[], object] | None = None) -> float:
         """Start the workers and hold them at the barrier until all are ready; returns the start time.
+
+        Args:
+            gate: called once every worker is ready, before they are released (e.g. to wait
+                for a wider barrier, such as the other processes of a swarm); the start time is
+                taken when it returns. Whatever it raises stops the workers and is raised.
 
         Raises :class:`WorkerError` (after stopping every worker) when a worker fails, dies or is
         not ready within ``start_timeout``.
@@ -560,6 +568,8 @@ class WorkerPool:
                 for i in late:
                     self._failures[i] = f"did not reach the start barrier within {self.start_timeout:g} s"
                 raise self._error()
+            if gate is not None:
+                gate()
             self.started_at = time.time()
             self.started_mono = time.monotonic()
             self._release()
@@ -574,7 +584,7 @@ class WorkerPool:
         every_end = [end for pair in pipes for end in pair]
         for i, (_, child) in enumerate(pipes):
             wctx = WorkerContext(i, self.names[i], self._n, self.counters, self._slots, self._stop,
-                                 _PipeLink(child, self.names[i]), self.start_timeout + 5.0)  # fmt: skip
+                                 _PipeLink(child, self.names[i]), self.start_timeout + self.gate_timeout + 5.0)  # fmt: skip
             inherited = [end for end in every_end if end is not child]
             proc = self._ctx.Process(target=_process_main, args=(self.fn, self.shares[i], wctx, child, inherited),
                                      name=f"conductor-perf-{self.names[i]}", daemon=True)  # fmt: skip
@@ -588,7 +598,7 @@ class WorkerPool:
         for i in range(self._n):
             link = _ThreadLink(i, self._events, self._go, self._start_box, self.names[i])
             wctx = WorkerContext(i, self.names[i], self._n, self.counters, self._slots, self._stop, link,
-                                 self.start_timeout + 5.0)  # fmt: skip
+                                 self.start_timeout + self.gate_timeout + 5.0)  # fmt: skip
             t = threading.Thread(target=_thread_main, args=(self.fn, self.shares[i], wctx, i, self._events),
                                  name=f"conductor-perf-{self.names[i]}", daemon=True)  # fmt: skip
             self._threads.append(t)

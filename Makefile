@@ -11,6 +11,8 @@
 #   make perf-tools             Linux perf, for the CPU hot spots of a conductor-loop build (apt)
 #   make perf KEEP_DATA=1       keep the SUT's and benchmarks' scratch data (runs roots, bus files)
 #   make prune KEEP=5           remove all but the 5 newest run directories (history.jsonl stays)
+#   make swarm SCENARIO=bus WORKERS=10
+#                               one target with its load from WORKERS pabot processes (swarm/, README "Swarms")
 PYTHON    ?= python3
 VENV      ?= .venv
 BIN       := $(VENV)/bin
@@ -21,8 +23,10 @@ ARGS      ?=
 KEEP      ?= 5
 KEEP_DATA ?=
 RUN_OPTS  := $(if $(filter-out 0,$(KEEP_DATA)),--keep-data)
+SCENARIO  ?= bus
+WORKERS   ?= 10
 
-.PHONY: venv test perf perf-pabot acceptance compare prune lint libdoc wrk perf-tools calibrate clean
+.PHONY: venv test perf perf-pabot acceptance compare swarm prune lint libdoc wrk perf-tools calibrate clean
 
 venv: $(STAMP)
 
@@ -55,10 +59,14 @@ compare: $(STAMP)
 	$(BIN)/python -m conductor_perf.compare --a "$(A)" --b "$(B)" $(if $(SUITES),--suites "$(SUITES)") \
 	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE)) $(ARGS)
 
+# one target, its load from WORKERS pabot processes against one SUT (SCENARIO: bus, bus-http, api, tasks, sse)
+swarm: $(STAMP)
+	$(BIN)/python -m conductor_perf.swarm --scenario $(SCENARIO) --workers $(WORKERS) --profile $(PROFILE) $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/robocop check suites resources compare
-	$(BIN)/robocop format --check suites resources compare
+	$(BIN)/robocop check suites resources compare swarm
+	$(BIN)/robocop format --check suites resources compare swarm
 
 libdoc: $(STAMP)
 	mkdir -p results/libdoc

@@ -117,7 +117,8 @@ def stub_config(
     return cfg
 
 
-async def _submit_all(target: Target, bodies: list[dict[str, object]], timeout: float) -> list[Submission]:
+async def _submit_all(target: Target, bodies: list[dict[str, object]], timeout: float,
+                      start_gate: Callable[[], object] | None = None) -> list[Submission]:  # fmt: skip
     """Send every body at once over pre-opened keep-alive connections (one each).
 
     Connections are opened before the start line so the burst measures the server's handling of
@@ -126,7 +127,9 @@ async def _submit_all(target: Target, bodies: list[dict[str, object]], timeout: 
     Each connection first carries one ``GET /api/v1/health``: a connect returns once the kernel
     completed the handshake, before the server's loop accepted the socket, and accepting 100 of
     them delayed the first POST by up to 15 ms, which was counted as latency of the burst.
-    Latency runs from handing the request to the socket to the last response byte.
+    Latency runs from handing the request to the socket to the last response byte. A
+    ``start_gate`` (called in a thread once every connection is warm) holds the burst back, e.g.
+    until the other processes of a swarm are ready too.
     """
     if not is_loopback(target.url):
         raise ValueError(f"load is only sent to loopback addresses, not {target.url}")
@@ -161,6 +164,8 @@ async def _submit_all(target: Target, bodies: list[dict[str, object]], timeout: 
     try:
         tasks = [asyncio.create_task(one(c, b)) for c, b in zip(conns, bodies, strict=True)]
         await asyncio.sleep(0)  # let every request reach the start line
+        if start_gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, start_gate)
         start.set()
         return await asyncio.gather(*tasks)
     finally:
@@ -175,8 +180,10 @@ def submit_tasks(
     slug: str = "agent",
     config: dict[str, str] | None = None,
     timeout: float = 30.0,
+    start_gate: Callable[[], object] | None = None,
 ) -> list[Submission]:
-    """POST ``count`` tasks at once (released together); returns one :class:`Submission` each."""
+    """POST ``count`` tasks at once (released together, after ``start_gate`` returns when given);
+    returns one :class:`Submission` each."""
     stamp = f"{time.time_ns() % 10**6:06d}"
     bodies = [
         {
@@ -189,7 +196,7 @@ def submit_tasks(
         for i in range(count)
     ]
     with collector_paused():
-        return asyncio.run(_submit_all(target, bodies, timeout))
+        return asyncio.run(_submit_all(target, bodies, timeout, start_gate))
 
 
 def _observe(target: Target, sub: Submission, client: httpx.Client | None) -> tuple[bool, RunOutcome | None]:

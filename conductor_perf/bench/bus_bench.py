@@ -126,12 +126,18 @@ def write_throughput(
     check: bool = True,
     on_progress: ProgressFn | None = None,
     progress_every: float = 2.0,
+    first_writer: int = 0,
+    start_gate: Callable[[], object] | None = None,
+    gate_timeout: float = 0.0,
 ) -> BusThroughput:
     """Run ``writers`` concurrent appenders on one bus file for ``duration`` seconds.
 
     The rate is messages appended / duration (as the seed computes it). With ``check`` the file is
     verified afterwards (every message once, none torn). A writer that fails, dies or hangs fails
-    the run with a :class:`~conductor_perf.measure.workers.WorkerError` naming it.
+    the run with a :class:`~conductor_perf.measure.workers.WorkerError` naming it. Writers are
+    numbered from ``first_writer`` (their bodies say ``w<number>``, so writers of other processes
+    on the same bus stay apart); ``start_gate`` holds the ready writers back until it returns
+    (at most ``gate_timeout`` seconds), e.g. until a swarm's start.
     """
     if writers < 1 or duration <= 0:
         raise ValueError("writers must be >= 1 and duration > 0")
@@ -139,12 +145,13 @@ def write_throughput(
         raise ValueError(f"mode must be 'processes' or 'threads', got {mode!r}")
     path = os.fspath(path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    shares = [_WriterShare(path, w, duration, project_id, task_id, fsync, max_messages_per_writer)
+    shares = [_WriterShare(path, first_writer + w, duration, project_id, task_id, fsync, max_messages_per_writer)
               for w in range(writers)]  # fmt: skip
     timeline: list[tuple[float, int]] = []
     last_report = [0.0]
-    with WorkerPool(_write, shares, name="bus-writer", counters=("messages",), mode=mode) as pool:  # type: ignore[arg-type]
-        pool.start()
+    with WorkerPool(_write, shares, name="bus-writer", counters=("messages",), mode=mode,  # type: ignore[arg-type]
+                    gate_timeout=gate_timeout) as pool:  # fmt: skip
+        pool.start(gate=start_gate)
 
         def tick(elapsed: float) -> None:
             if elapsed > duration + TICK_S / 2:
@@ -174,7 +181,7 @@ def write_throughput(
         timeline=timeline,
     )
     if check:
-        result.integrity = check_integrity(path, {w: n for w, n in enumerate(per_writer)})
+        result.integrity = check_integrity(path, {first_writer + w: n for w, n in enumerate(per_writer)})
     return result
 
 

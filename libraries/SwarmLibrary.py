@@ -300,6 +300,12 @@ class SwarmLibrary:
         try:
             coordinator.wait_for_workers(seconds(timeout), on_tick=tick)
         except (BoardError, SwarmError) as exc:
+            failures = getattr(exc, "failures", {})
+            try:
+                figure("swarm workers at the start barrier", len(coordinator.names) - len(failures), "workers", "==",
+                       len(coordinator.names), details={"failures": failures, "scenario": self._cspec.get("scenario")})  # fmt: skip
+            except AssertionError:
+                pass  # the figure is recorded as failed; the message below names every worker
             raise AssertionError(str(exc)) from None
         coordinator.start()
         logger.info(f"every worker joined ({', '.join(f'{n} on {h}' for n, h in coordinator.hosts.items())}); "
@@ -376,8 +382,9 @@ class SwarmLibrary:
         title = "swarm workers" + ("" if outcome.complete else f" (INCOMPLETE: {outcome.describe()})")
         logger.info(f"<b>{html.escape(title)}</b><table border=1>{head}{''.join(rows)}</table>", html=True)
         total = merged.count(main)
+        parts = " + ".join(f"{r.worker} {r.counts.get(main, 0)}" for r in merged.reports)
         logger.info(f"merged {merged.workers} of {merged.expected} reports{'' if merged.complete else ' (INCOMPLETE)'}: "
-                    f"{total} {main}")  # fmt: skip
+                    f"{total} {main} = {parts}")  # fmt: skip
         series = scenarios.worker_rates(merged.reports)
         if series:
             chart_series(f"each worker's rate ({spec['scenario']}, {merged.expected} workers)", series, "time (s)",

@@ -140,14 +140,23 @@ class Swarm:
     # -- the runner --------------------------------------------------------------------------
     @classmethod
     def create(cls, board: Board, scenario: str, workers: int, *, url: str = "", root: str = "",
-               run: str = "") -> Swarm:  # fmt: skip
-        """Publish a new run's roster (``workers`` names) and make it the board's current run."""
+               run: str = "", current: bool = True) -> Swarm:  # fmt: skip
+        """Publish a new run's roster (``workers`` names) and make it the board's current run.
+
+        With ``current=False`` other hosts do not see it yet (claim this host's names first,
+        then :meth:`make_current`), so the names a host asks for never depend on who was faster.
+        """
         run = run or f"{int(time.time())}-{socket.gethostname().split('.')[0]}"
         swarm = cls(board, run)
         roster = Roster(run=run, scenario=scenario, names=worker_names(workers), url=url, root=root)
         board.set(swarm.key("roster"), _dumps(asdict(roster)))
-        board.set("swarm:current", run)
+        if current:
+            swarm.make_current()
         return swarm
+
+    def make_current(self) -> None:
+        """Make this run the board's current one (the run ``join`` finds)."""
+        self.board.set("swarm:current", self.run)
 
     @classmethod
     def current(cls, board: Board) -> Swarm:

@@ -1,4 +1,4 @@
-"""Run a swarm: ``python -m conductor_perf.swarm [run] --scenario bus --workers 10`` (``make swarm``).
+"""Run a swarm: ``python -m conductor_perf.swarm [run] --scenario bus --workers 10 [-- robot options]`` (``make swarm``).
 
 **run** (this machine is the coordinator):
 
@@ -10,6 +10,7 @@
 3. runs the scenario's coordinator test in one Robot process and its worker test in
    ``--local-workers`` pabot processes (``--pabotlibhost``/``--pabotlibport``; one pabot argument
    file per worker names it), all at once; workers on other hosts join with ``join``;
+   Robot options after ``--`` go to the coordinator (e.g. ``--variable BUS_MIN_MSG_PER_S:2000``);
 4. merges both logs into ``results/swarm-<run-id>/log.html`` and writes ``metrics.json`` and
    ``summary.md``; stops what it started. The exit code is non-zero when any test failed.
 
@@ -111,10 +112,9 @@ def preflight(args: argparse.Namespace) -> str:
     if args.url and args.binary:
         return "a URL (--url or CONDUCTOR_URL) and a binary (--binary or CONDUCTOR_BINARY) both name a SUT: choose one"
     if args.url:
-        try:
-            sut.check_url(args.url)
-        except sut.TargetError as exc:
-            return str(exc)
+        problem = url_problem(args.url)
+        if problem:
+            return problem
     if args.pabotlib:
         try:
             parse_uri(args.pabotlib)
@@ -122,6 +122,18 @@ def preflight(args: argparse.Namespace) -> str:
             return str(exc)
     if args.barrier_timeout <= 0:
         return f"--barrier-timeout must be positive, got {args.barrier_timeout}"
+    return ""
+
+
+def url_problem(url: str) -> str:
+    """Why the swarm will not load ``url`` (not a URL, or not a loopback address), or ``""``."""
+    try:
+        sut.check_url(url)
+    except sut.TargetError as exc:
+        return str(exc)
+    if not sut.is_loopback(url):
+        return (f"the swarm loads loopback addresses only, not {url}: on a worker host, reach the SUT through "
+                "a loopback port forward (README, 'Swarms over several hosts')")  # fmt: skip
     return ""
 
 
@@ -215,8 +227,9 @@ def pabot_command(suite: Path, out: Path, argfiles: list[Path], *, board: str, v
     return [*cmd, str(suite)]
 
 
-def coordinator_command(suite: Path, out: Path, *, profile: str, variables: dict[str, str]) -> list[str]:
-    """robot running the coordinator test."""
+def coordinator_command(suite: Path, out: Path, *, profile: str, variables: dict[str, str],
+                        extra: list[str] | None = None) -> list[str]:  # fmt: skip
+    """robot running the coordinator test (``extra``: more robot options, e.g. ``--variable NAME:value``)."""
     cmd = [sys.executable, "-m", "robot", "--outputdir", str(out), "--pythonpath", str(REPO / "libraries"),
            "--include", "swarm-coordinator", "--log", "NONE", "--report", "NONE", "--consolewidth", "100"]  # fmt: skip
     if profile != "default":
@@ -224,7 +237,7 @@ def coordinator_command(suite: Path, out: Path, *, profile: str, variables: dict
     for name, value in variables.items():
         if value:
             cmd += ["--variable", f"{name}:{value}"]
-    return [*cmd, str(suite)]
+    return [*cmd, *(extra or []), str(suite)]
 
 
 def _wait_all(procs: dict[str, subprocess.Popen], limit_s: float) -> dict[str, int]:
@@ -294,23 +307,25 @@ def run(args: argparse.Namespace) -> int:
             board_proc, board = start_board(args.pabotlib_host, log=out / "pabotlib.log")
         board_uri = f"{board.host}:{board.port}"
         swarm = Swarm.create(board, args.scenario, args.workers, url=target.url,
-                             root=str(target.root) if target.root else "", run=run_id)  # fmt: skip
+                             root=str(target.root) if target.root else "", run=run_id, current=False)  # fmt: skip
+        host = socket.gethostname().split(".")[0]
+        names = swarm.claim(local, host) if local else []
+        swarm.make_current()  # other hosts see the run once this host's names are claimed
         print(f"swarm run {run_id}: {args.scenario}, {args.workers} workers ({local} here), PabotLib at {board_uri}",
               flush=True)  # fmt: skip
         if local < args.workers:
             print(f"  other hosts join with: python -m conductor_perf.swarm join --pabotlib {board_uri} "
                   f"--workers <n>   ({args.workers - local} names free)", flush=True)  # fmt: skip
         common = {"CONDUCTOR_URL": target.url, "CONDUCTOR_ROOT": str(target.root) if target.root else "",
-                  "CONDUCTOR_API_KEY": args.api_key, "PROFILE": args.profile}  # fmt: skip
+                  "CONDUCTOR_API_KEY": args.api_key, "PROFILE": args.profile, "SWARM_WORKERS": str(args.workers)}  # fmt: skip
         env = _env(out)
         limit = RUN_LIMIT_S
         coord_cmd = coordinator_command(suite, out / "coordinator", profile=args.profile, variables={
-            **common, "PABOTLIBURI": board_uri, "SWARM_RUN": run_id, "SWARM_WORKERS": str(args.workers),
-            "RESULTS_DIR": str(out), "SWARM_BARRIER_TIMEOUT": f"{args.barrier_timeout:g} s"})  # fmt: skip
+            **common, "PABOTLIBURI": board_uri, "SWARM_RUN": run_id,
+            "RESULTS_DIR": str(out), "SWARM_BARRIER_TIMEOUT": f"{args.barrier_timeout:g} s"},
+            extra=getattr(args, "robot_args", []))  # fmt: skip
         procs = {"coordinator": subprocess.Popen(coord_cmd, env=env, cwd=REPO, start_new_session=True)}
         if local:
-            host = socket.gethostname().split(".")[0]
-            names = swarm.claim(local, host)
             files = argument_files(out / "argfiles", names, board=board_uri, run=run_id, scenario=args.scenario,
                                    host=host)  # fmt: skip
             cmd = pabot_command(suite, out / "workers", files, board=board_uri, variables=common, timeout_s=limit)
@@ -378,16 +393,16 @@ def join(args: argparse.Namespace) -> int:
             return 2
         time.sleep(0.5)
     url = args.url or roster.url
-    try:
-        sut.check_url(url)
-    except sut.TargetError as exc:
-        print(f"conductor-perf swarm join: {exc}", file=sys.stderr)
+    problem = url_problem(url)
+    if problem:
+        print(f"conductor-perf swarm join: {problem}", file=sys.stderr)
         return 2
     board_uri = f"{board.host}:{board.port}"
     out = (Path(args.results) / f"swarm-{roster.run}-join-{host}").resolve()
     files = argument_files(out / "argfiles", names, board=board_uri, run=roster.run, scenario=roster.scenario,
                            host=host)  # fmt: skip
-    variables = {"CONDUCTOR_URL": url, "CONDUCTOR_ROOT": args.root or roster.root, "CONDUCTOR_API_KEY": args.api_key}
+    variables = {"CONDUCTOR_URL": url, "CONDUCTOR_ROOT": args.root or roster.root, "CONDUCTOR_API_KEY": args.api_key,
+                 "SWARM_WORKERS": str(roster.workers)}  # fmt: skip
     cmd = pabot_command(suite_file(roster.scenario), out, files, board=board_uri, variables=variables,
                         timeout_s=RUN_LIMIT_S)  # fmt: skip
     print(f"joining swarm run {roster.run} ({roster.scenario}) on {board_uri} as {host}: {', '.join(names)}",
@@ -401,9 +416,14 @@ def join(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1 :]
     if not argv or argv[0] not in ("run", "join", "-h", "--help"):
         argv = ["run", *argv]
     args = _parser().parse_args(argv)
+    args.robot_args = extra
     if args.command == "join":
         if args.workers < 1:
             print("conductor-perf swarm join: --workers must be at least 1", file=sys.stderr)

@@ -189,7 +189,7 @@ def _http_share(target: Target, spec: Mapping[str, Any], index: int, gate: Gate,
         box.values["requests"] = requests
 
     result = load.run_closed(target.url, request, workers=int(spec.get("connections", 1)),
-                             duration=float(spec["duration_s"]), on_progress=tick, progress_interval=1.0,
+                             duration=float(spec["duration_s"]), on_progress=tick, progress_interval=0.25,
                              start_gate=gate, gate_timeout=GATE_TIMEOUT_S)  # fmt: skip
     report = result.reports[0]
     report.records = [{"writer": index, "ok": result.ok}]

@@ -21,6 +21,7 @@ Usage::
     python -m conductor_perf.measure.calibrate http://127.0.0.1:8080           # GET /api/v1/health
     python -m conductor_perf.measure.calibrate --hello                         # a bare aiohttp app
     python -m conductor_perf.measure.calibrate --reference                     # the reference conductor
+    python -m conductor_perf.measure.calibrate --binary ../shared/bin/run-agent  # a conductor-loop build, started as the suites do
     python -m conductor_perf.measure.calibrate URL --connections 10 --duration 5 --rounds 3 --json out.json
 
 wrk is the Debian package ``wrk`` (``apt-get install wrk``). Exit status: 0 both goals met, 1 a
@@ -213,6 +214,7 @@ def calibrate(
     rounds: int = 1,
     wrk: str | None = None,
     log: Any = None,
+    latency: bool = True,
 ) -> dict[str, Any]:
     """Run both comparisons against ``url + path`` (loopback only) and return all figures.
 
@@ -229,6 +231,7 @@ def calibrate(
         rounds: throughput rounds (wrk then ours, alternating); medians are compared.
         wrk: path of wrk (default: found on PATH).
         log: optional ``print``-like callable for progress lines.
+        latency: run the fixed-rate latency comparison too (``False``: throughput only).
 
     Returns:
         ``{"url", "machine", "wrk_version", "throughput": {...}, "latency": {...}}`` (see the CLI table).
@@ -248,6 +251,7 @@ def calibrate(
             "python": platform.python_version(),
         },
         "wrk_version": wrk_version(wrk),
+        "load_average_start": _load_average(),
     }
 
     # 1. throughput, same connections and duration; rounds alternate wrk and ours so that a noisy
@@ -299,6 +303,9 @@ def calibrate(
         "wrk_command": w["command"],
         "ours_call": f"run_closed({target!r}, workers={connections}, duration={duration:g}, processes={processes})",
     }
+    out["load_average_end"] = _load_average()
+    if not latency:
+        return out
 
     # 2. latency at a fixed rate below saturation: alternating rounds again, the median of each
     #    percentile over the rounds is compared
@@ -379,12 +386,20 @@ def calibrate(
     return out
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The calibration result as a plain-text table."""
     t = result["throughput"]
-    lat = result["latency"]
+    lat = result.get("latency")
+    load = f"; load average {result.get('load_average_start')} -> {result.get('load_average_end')}"
     lines = [
-        f"Calibration on {result['url']}  ({result['machine']['cpus']} CPUs, {result['wrk_version']})",
+        f"Calibration on {result['url']}  ({result['machine']['cpus']} CPUs, {result['wrk_version']}{load})",
         "",
         f"Throughput, {t['connections']} connections, {t['duration_s']:g} s, median of {t['rounds']} "
         f"alternating round(s) (wrk -t{t['wrk_threads']}, ours {t['processes']} process(es))",
@@ -396,6 +411,10 @@ def format_table(result: dict[str, Any]) -> str:
         f"  ratio ours/wrk = {t['ratio']:.2f}  (goal >= {t['goal_ratio']:.2f}: "
         f"{'met' if t['goal_met'] else 'NOT met'}; our generator CPU {t['ours_cpu_percent']:.0f} %"
         f"{', saturated' if t['ours_saturated'] else ''})",
+    ]
+    if lat is None:
+        return "\n".join([*lines, "", "Commands:", f"  {t['wrk_command']}", f"  {t['ours_call']}"])
+    lines += [
         "",
         f"Latency at a fixed rate: wrk {lat['wrk_rate']:.0f}/s (paced, {lat['connections']} conn, delay "
         f"{lat['wrk_delay_ms']} ms), ours open loop {lat['ours_rate']:.0f}/s, {lat['duration_s']:g} s, "
@@ -516,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start the reference conductor (python -m conductor_perf.reference) and use it",
     )
+    ap.add_argument("--binary", metavar="PATH",
+                    help="start this conductor-loop executable (run-agent) the way the suites do and use it")  # fmt: skip
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="only the throughput comparison (no fixed-rate latency rounds)")  # fmt: skip
     ap.add_argument("--path", default=DEFAULT_PATH, help=f"endpoint to load (default {DEFAULT_PATH})")
     ap.add_argument("--connections", type=int, default=10)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
@@ -536,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_hello:
         serve_hello()
         return 0
-    if sum(bool(x) for x in (args.url, args.hello, args.reference)) != 1:
-        ap.error("give exactly one of URL, --hello, --reference")
+    if sum(bool(x) for x in (args.url, args.hello, args.reference, args.binary)) != 1:
+        ap.error("give exactly one of URL, --hello, --reference, --binary")
     try:
         find_wrk()
     except WrkNotFound as exc:
@@ -545,8 +568,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     proc = None
     tmp = None
+    owned = None
     try:
         url = args.url
+        if args.binary:
+            from conductor_perf.binary import start_binary
+            from conductor_perf.target import TargetError
+
+            tmp = tempfile.TemporaryDirectory(prefix="calibrate-binary-")
+            try:
+                owned = start_binary(args.binary, sut_dir=tmp.name)
+            except TargetError as exc:
+                raise RuntimeError(str(exc)) from None
+            url = owned.url
         if args.hello:
             proc, url = start_server(
                 [sys.executable, "-m", "conductor_perf.measure.calibrate", "--serve-hello"]
@@ -578,22 +612,26 @@ def main(argv: list[str] | None = None) -> int:
             latency_connections=args.latency_connections,
             rounds=args.rounds,
             log=lambda m: print(m, file=sys.stderr, flush=True),
+            latency=not args.throughput_only,
         )
         result["elapsed_s"] = round(time.monotonic() - started, 1)
-        result["target"] = "hello" if args.hello else "reference" if args.reference else "url"
+        result["target"] = ("hello" if args.hello else "reference" if args.reference
+                            else f"binary {owned.binary_version}" if owned is not None else "url")  # fmt: skip
     except (RuntimeError, ValueError, OSError) as exc:
         print(f"calibration failed: {exc}", file=sys.stderr)
         return 2
     finally:
         if proc is not None:
             stop_server(proc)
+        if owned is not None:
+            owned.stop()
         if tmp is not None:
             tmp.cleanup()
     print(format_table(result))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2, default=str)
-    ok = result["throughput"]["goal_met"] and result["latency"]["goal_met_uncorrected"]
+    ok = result["throughput"]["goal_met"] and (result.get("latency") or {}).get("goal_met_uncorrected", True)
     return 0 if ok else 1
 
 

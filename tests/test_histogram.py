@@ -149,3 +149,26 @@ def test_several_percentiles_in_one_pass():
     got = h.percentiles_ms([50, 75, 90, 99])
     assert got[75] == pytest.approx(750, rel=REL)
     assert list(got) == [50, 75, 90, 99]
+
+
+def test_buffered_recording_gives_exactly_the_histogram_of_direct_recording():
+    from hdrh.histogram import HdrHistogram
+
+    from conductor_perf.measure import histogram as hmod
+
+    direct = HdrHistogram(hmod.LOWEST_US, hmod.HIGHEST_US, hmod.SIGNIFICANT_DIGITS)
+    h = LatencyHistogram()
+    values = [(i * 7919) % (3 * hmod.PENDING_MAX) + 1 for i in range(5 * hmod.PENDING_MAX)]  # many distinct values
+    for v in values:
+        h.record_us(v)
+        direct.record_value(v)
+    h.record_us(0.4)  # rounds to 0
+    direct.record_value(0)
+    assert h.count == direct.get_total_count() == len(values) + 1
+    assert h.encode() == direct.encode().decode("ascii")
+    h.record_us(5)  # recorded after a read: still counted
+    assert h.count == len(values) + 2
+    other = LatencyHistogram()
+    other.record_us(5)
+    merged = LatencyHistogram().merge(h).merge(other)  # merge reads both buffers
+    assert merged.count == len(values) + 3

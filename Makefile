@@ -25,6 +25,7 @@ KEEP_DATA ?=
 RUN_OPTS  := $(if $(filter-out 0,$(KEEP_DATA)),--keep-data)
 SCENARIO  ?= bus
 WORKERS   ?= 10
+CALIBRATE ?= --reference
 
 .PHONY: venv test perf perf-pabot acceptance compare swarm prune lint libdoc wrk perf-tools calibrate clean
 
@@ -83,9 +84,10 @@ wrk:
 perf-tools:
 	command -v perf >/dev/null && command -v readelf >/dev/null || (apt-get update -qq && apt-get install -y -qq linux-perf binutils)
 
-# the load generator next to wrk on the embedded conductor: req/s ratio and latency at a fixed rate
+# the load generator next to wrk on the embedded conductor: req/s ratio, requests per CPU second and
+# latency at a fixed rate; another SUT: make calibrate CALIBRATE="--binary /path/to/run-agent --connections 16"
 calibrate: $(STAMP) wrk
-	$(BIN)/python -m conductor_perf.measure.calibrate --reference
+	$(BIN)/python -m conductor_perf.measure.calibrate $(CALIBRATE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,10 @@ Two comparisons, on the same machine, same endpoint, one after the other:
 
 1. **Throughput.** ``wrk -t T -c C -d D`` and :func:`~conductor_perf.measure.load.run_closed` with
    ``workers=C`` for the same duration, in alternating rounds (a noisy neighbour then hits both
-   alike): median requests/s of each and the ratio ours/wrk (goal: >= 0.5).
+   alike): median requests/s of each and the ratio ours/wrk (goal: >= 0.5); and, since on a
+   machine shared with the server and others the rate also depends on who gets a core, each
+   tool's requests per CPU second it used (wrk's from its process's rusage, ours from the load
+   thread's CPU clock) and their ratio: what one core of each can drive.
 2. **Latency at a fixed rate below saturation.** The rate is ``rate_fraction`` (default 50 %) of
    our closed-loop maximum. wrk 4 has no constant-rate mode (wrk2 is not packaged for Debian), so
    wrk is paced with a Lua ``delay()`` hook (whole milliseconds per connection) over as many
@@ -35,6 +38,7 @@ import json
 import os
 import platform
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -159,10 +163,13 @@ def run_wrk(
                 )
             cmd += ["-s", script]
         cmd.append(url)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     result = parse_wrk_output(proc.stdout)
+    result["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     shown = [c if not c.endswith(".lua") else "pace.lua" for c in cmd]
     shown[0] = "wrk"
     result["command"] = " ".join(shown)
@@ -268,11 +275,19 @@ def calibrate(
         ours = run_closed(
             target, Request("GET", path), workers=connections, duration=duration, processes=processes
         )
+        ours_cpu = sum(r.cpu_s for r in ours.reports)
+        wrk_per_core = w.get("requests", 0) / w["cpu_s"] if w.get("cpu_s") else 0.0
+        ours_per_core = ours.requests / ours_cpu if ours_cpu else 0.0
         rounds_out.append(
             {
                 "wrk_rps": round(w["rps"], 1),
                 "ours_rps": round(ours.rate, 1),
                 "ratio": round(ours.rate / w["rps"], 3) if w["rps"] else 0.0,
+                "wrk_cpu_s": round(w.get("cpu_s", 0.0), 3),
+                "ours_cpu_s": round(ours_cpu, 3),
+                "wrk_per_core": round(wrk_per_core, 1),
+                "ours_per_core": round(ours_per_core, 1),
+                "per_core_ratio": round(ours_per_core / wrk_per_core, 3) if wrk_per_core else 0.0,
                 "wrk_errors": w["non_2xx"] + w["socket_errors"],
                 "ours_errors": ours.errors,
                 "ours_cpu_percent": round(ours.cpu_percent, 1),
@@ -292,6 +307,9 @@ def calibrate(
         "wrk_rps": round(wrk_rps, 1),
         "ours_rps": round(ours_rps, 1),
         "ratio": round(ratio, 3),
+        "wrk_per_core": statistics.median(r["wrk_per_core"] for r in rounds_out),
+        "ours_per_core": statistics.median(r["ours_per_core"] for r in rounds_out),
+        "per_core_ratio": statistics.median(r["per_core_ratio"] for r in rounds_out),
         "goal_ratio": THROUGHPUT_GOAL_RATIO,
         "goal_met": ratio >= THROUGHPUT_GOAL_RATIO,
         "wrk_errors": sum(r["wrk_errors"] for r in rounds_out),
@@ -411,6 +429,9 @@ def format_table(result: dict[str, Any]) -> str:
         f"  ratio ours/wrk = {t['ratio']:.2f}  (goal >= {t['goal_ratio']:.2f}: "
         f"{'met' if t['goal_met'] else 'NOT met'}; our generator CPU {t['ours_cpu_percent']:.0f} %"
         f"{', saturated' if t['ours_saturated'] else ''})",
+        f"  per core (requests per CPU second of the generator): wrk {t['wrk_per_core']:.0f}, ours "
+        f"{t['ours_per_core']:.0f}, ratio {t['per_core_ratio']:.2f} (per round "
+        + ", ".join(f"{r['per_core_ratio']:.2f}" for r in t["per_round"]) + ")",
     ]
     if lat is None:
         return "\n".join([*lines, "", "Commands:", f"  {t['wrk_command']}", f"  {t['ours_call']}"])

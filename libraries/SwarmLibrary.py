@@ -15,7 +15,7 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import target as sut
 from conductor_perf.measure.workers import MergedReports
-from conductor_perf.swarm import scenarios
+from conductor_perf.swarm import scenarios, sse_share
 from conductor_perf.swarm.board import BoardError, PabotLibBoard
 from conductor_perf.swarm.protocol import (
     BARRIER_TIMEOUT_S,
@@ -30,8 +30,11 @@ NO_SWARM = ("this suite is one swarm: its workers are pabot processes that meet 
             "started by its runner: make swarm SCENARIO=<scenario> WORKERS=<n> (python -m conductor_perf.swarm); "
             "see the README section 'Swarms'")  # fmt: skip
 UNITS = {"bus": "msg/s", "bus-http": "msg/s", "api": "req/s"}
+PROGRESS = {"bus": ("messages", "messages"), "bus-http": ("requests", "requests"), "api": ("requests", "requests"),
+            "tasks": ("submitted", "tasks submitted"), "sse": ("done", "SSE clients done")}  # fmt: skip
 LATENCY = {"bus": ("append", "bus append"), "bus-http": ("latency", "POST /api/v1/messages"),
-           "api": ("latency", "request"), "tasks": ("submission", "POST /api/v1/tasks")}  # fmt: skip
+           "api": ("latency", "request"), "tasks": ("submission", "POST /api/v1/tasks"),
+           "sse": ("latency", "SSE message delivery")}  # fmt: skip
 
 
 def _board_and_run() -> tuple[Any, str]:
@@ -86,6 +89,7 @@ class SwarmLibrary:
         self._outcome: SwarmOutcome | None = None
         self._merged: MergedReports | None = None
         self._load = None
+        self._sse = None
 
     # ------------------------------------------------------------------------------------------
     # the worker
@@ -324,23 +328,21 @@ class SwarmLibrary:
         """
         coordinator = self._require_coordinator()
         spec = self._cspec
-        unit = "messages" if spec["scenario"] in ("bus",) else "requests"
+        key, unit = PROGRESS[spec["scenario"]]
 
         def tick(beats: dict[str, dict[str, Any]]) -> None:
             loading = [b for b in beats.values() if b.get("phase") == "loading"]
-            done = sum(int(next(iter((b.get("progress") or {0: 0}).values()), 0) or 0) for b in beats.values())
+            done = sum(int((b.get("progress") or {}).get(key, 0) or 0) for b in beats.values())
             logger.console(f"    swarm: {len(loading)} of {len(coordinator.names)} workers loading, {done} {unit} so far")
 
-        window = float(spec.get("duration_s", 0.0))
-        if spec["scenario"] == "tasks":
-            window = 0.0
-        elif spec["scenario"] == "sse":
-            window = float(spec["timeout_s"])
+        window = float(spec.get("duration_s", 0.0)) if spec["scenario"] not in ("tasks", "sse") else 0.0
+        self._sse = None
+        writer: dict[str, Any] = {}
         try:
-            if spec["scenario"] == "sse":
-                from conductor_perf.swarm.sse_share import drive_sse_swarm
-
-                self._sse_writer = drive_sse_swarm(require_target_of(), coordinator, spec, on_progress=logger.console)
+            if spec["scenario"] == "sse":  # the coordinator is the writer: primers, messages, end marker
+                writer = sse_share.drive(require_target_of(), coordinator, spec, on_progress=logger.console)
+                logger.info(f"posted {len(writer['sent'])} stamped messages after {writer['ready_s']:.1f} s of "
+                            f"subscribing ({writer['subscribed']})")  # fmt: skip
             outcome = coordinator.collect(window, grace_s=seconds(grace), on_tick=tick)
         except (BoardError, SwarmError) as exc:
             raise AssertionError(str(exc)) from None
@@ -356,12 +358,15 @@ class SwarmLibrary:
         if spec["scenario"] in ("bus-http", "api"):
             self._load = scenarios.load_result(spec, require_target_of().url, merged)
             logger.info(self._load.describe())
+        if spec["scenario"] == "sse":
+            self._sse = sse_share.result(require_target_of(), spec, merged, writer)
+            logger.info(self._sse.describe())
         return merged.workers
 
     def _log_workers(self, outcome: SwarmOutcome, merged: MergedReports) -> None:
         spec = self._cspec
         window = float(spec.get("duration_s", 0.0)) or 1.0
-        main = {"bus": "messages", "bus-http": "ok", "api": "requests", "tasks": "submitted", "sse": "events"}[
+        main = {"bus": "messages", "bus-http": "ok", "api": "requests", "tasks": "submitted", "sse": "clients"}[
             spec["scenario"]]
         hist_name = LATENCY.get(spec["scenario"], ("latency", ""))[0]
         rows = []
@@ -447,7 +452,12 @@ class SwarmLibrary:
         if scenario not in LATENCY:
             raise AssertionError(f"the {scenario} scenario has no latency (see the SSE delivery keywords)")
         hist_name, what = LATENCY[scenario]
-        hist = self._load.histogram if self._load is not None else merged.histogram(hist_name)
+        if self._load is not None:
+            hist = self._load.histogram
+        elif self._sse is not None:
+            hist = self._sse.histogram
+        else:
+            hist = merged.histogram(hist_name)
         summary = hist.summary()
         if percentile not in summary:
             raise AssertionError(f"unknown percentile {percentile!r}: use one of {', '.join(summary)}")
@@ -516,6 +526,51 @@ class SwarmLibrary:
                details={"accepted": accepted, "finished": len(done), "unfinished": len(pending),
                         "wall_s": round(wall, 3), "workers": merged.expected})  # fmt: skip
         return wall
+
+    def _require_sse(self):
+        self._require_merged()
+        if self._sse is None:
+            raise AssertionError(f"the {self._cspec['scenario']} scenario has no SSE clients")
+        return self._sse
+
+    @keyword
+    def get_swarm_refused_sse_clients(self, op: str | None = None, expected: int | None = None) -> int:
+        """SSE clients of every worker that the SUT refused with HTTP 429.
+
+        Example:
+        | `Get Swarm Refused SSE Clients`    ==    0
+        """
+        r = self._require_sse()
+        figure("swarm SSE clients refused (HTTP 429)", r.refused, "clients", op, expected,
+               details={"clients": r.clients, "accepted": r.accepted, "refused_429": r.refused, "failed": r.failed,
+                        "samples": r.refusal_samples(), "workers": self._require_merged().expected})  # fmt: skip
+        return r.refused
+
+    @keyword
+    def every_swarm_sse_client_should_have_received_every_message_once_in_order(self) -> None:
+        """Every client of every worker that was not refused got every message once, in the bus file's order.
+
+        Example:
+        | `Every Swarm SSE Client Should Have Received Every Message Once In Order`
+        """
+        r = self._require_sse()
+        if not r.expected:
+            raise AssertionError("swarm SSE: no message was sent (no client subscribed within the time-out)")
+        if not r.deliveries:
+            raise AssertionError("swarm SSE: every client was refused, so none can have received the messages")
+        logger.info(f"{r.complete_clients} of {len(r.deliveries)} clients received all {len(r.expected)} messages "
+                    "once in order")  # fmt: skip
+        checks = [(f"swarm SSE messages {name}", value) for name, value in
+                  (("missing", r.missing), ("duplicated", r.duplicated), ("out of order", r.out_of_order),
+                   ("unexpected", r.unexpected), ("acknowledged but not in the bus", r.bus_lost))]  # fmt: skip
+        failures = []
+        for name, value in checks:  # every figure is recorded, then all misses fail together
+            try:
+                figure(name, value, "messages", "==", 0, details=r.details())
+            except AssertionError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise AssertionError("; ".join(failures))
 
     @keyword
     def attach_to_the_swarm_conductor(self, *, results_dir: str = "", profile: str = "") -> str:

@@ -148,7 +148,7 @@ def run_share(target: Target, spec: Mapping[str, Any], index: int, *, gate: Gate
     if scenario == "tasks":
         return _tasks_share(target, spec, index, gate, box)
     if scenario == "sse":
-        from .sse_share import run_sse_share
+        from .sse_share import run_sse_share  # imported here: sse_share builds on this module's names
 
         return run_sse_share(target, spec, index, gate, box)
     raise ValueError(f"unknown swarm scenario {scenario!r}")

@@ -453,6 +453,8 @@ class _Recorder:
         self.ok_status = spec.ok_status
         self.hist = self.p.histogram
         self.tl = self.p.timeline
+        self._sec_from = self._sec_to = 0.0
+        self._sec_bucket: list[Any] = []
         if spec.model == "open":
             self.p.uncorrected = LatencyHistogram()
 
@@ -493,10 +495,11 @@ class _Recorder:
         p.ok += 1
         sc = p.status_counts
         sc[status] = sc.get(status, 0) + 1
-        sec = int(done - self.start)
-        b = self.tl.get(sec)
-        if b is None:
-            b = self.tl[sec] = [0, 0, LatencyHistogram(TIMELINE_DIGITS)]
+        if not self._sec_from <= done < self._sec_to:  # the current second's bucket, looked up once a second
+            sec = int(done - self.start)
+            self._sec_bucket = self._bucket(done)
+            self._sec_from, self._sec_to = self.start + sec, self.start + sec + 1
+        b = self._sec_bucket
         b[0] += 1
         us = latency_s * 1e6
         self.hist.record_us(us)

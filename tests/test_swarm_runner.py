@@ -84,22 +84,58 @@ def test_tiny_bus_swarm_merges_every_worker_exactly(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("swarm-2*/sut-*/root/**/*.pid"))
 
 
+def _board(host: str) -> tuple[subprocess.Popen, int]:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "pabot.pabotlib", "", host, str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return proc, port
+
+
+def _join(tmp_path: Path, board: str, *args: str) -> tuple[threading.Thread, list]:
+    out: list[subprocess.CompletedProcess[str]] = []
+    thread = threading.Thread(target=lambda: out.append(subprocess.run(
+        [sys.executable, "-m", "conductor_perf.swarm", "join", "--pabotlib", board, *args,
+         "--results", str(tmp_path / "b")], capture_output=True, text=True, timeout=240, cwd=runner.REPO)))  # fmt: skip
+    thread.start()
+    return thread, out
+
+
+def test_two_hosts_on_one_pabotlib_server_merge_exactly(tmp_path: Path) -> None:
+    """Two pabot invocations as two hosts: a PabotLib server on 127.0.0.2 on its own, the SUT on 127.0.0.1."""
+    board, port = _board("127.0.0.2")
+    try:
+        thread, joined = _join(tmp_path, f"127.0.0.2:{port}", "--workers", "1", "--host-label", "host-b")
+        proc = _swarm(tmp_path, "--scenario", "bus-http", "--workers", "2", "--local-workers", "1",
+                      "--pabotlib", f"127.0.0.2:{port}", "--profile", "quick")  # fmt: skip
+        thread.join(timeout=240)
+    finally:
+        board.kill()
+        board.wait(timeout=10)
+    run_dir = next(tmp_path.glob("swarm-2*"))
+    metrics = _metrics(run_dir)
+    reported = metrics["swarm workers reported"]
+    assert reported["value"] == 2, proc.stdout + proc.stderr
+    assert reported["extra"]["hosts"]["w02"] == "host-b" and reported["extra"]["hosts"]["w01"] != "host-b"
+    rate = metrics["swarm message posting rate"]
+    per_worker = rate["extra"]["per_worker"]
+    assert sorted(per_worker) == ["w01", "w02"] and all(w["ok"] > 0 for w in per_worker.values())
+    ok = [per_worker["w01"]["ok"], per_worker["w02"]["ok"]]
+    log = (run_dir / "coordinator" / "output.xml").read_text()
+    assert f"merged 2 of 2 reports: {sum(ok)} ok = w01 {ok[0]} + w02 {ok[1]}" in log  # merged = sum of the workers'
+    assert joined and joined[0].returncode == 0, joined[0].stdout[-2000:] if joined else "join did not finish"
+    assert list((tmp_path / "b").glob("swarm-*-join-host-b/output.xml"))
+
+
 def test_worker_that_cannot_reach_the_sut_calls_the_swarm_off_naming_it(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]  # nothing listens here
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        board_port = s.getsockname()[1]
-    board = subprocess.Popen([sys.executable, "-m", "pabot.pabotlib", "", "127.0.0.1", str(board_port)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    joined: list[subprocess.CompletedProcess[str]] = []
+    board, board_port = _board("127.0.0.1")
     try:
-        join = threading.Thread(target=lambda: joined.append(subprocess.run(
-            [sys.executable, "-m", "conductor_perf.swarm", "join", "--pabotlib", f"127.0.0.1:{board_port}",
-             "--workers", "1", "--host-label", "host-b", "--url", f"http://127.0.0.1:{dead}/",
-             "--results", str(tmp_path / "b")], capture_output=True, text=True, timeout=240, cwd=runner.REPO)))  # fmt: skip
-        join.start()
+        join, joined = _join(tmp_path, f"127.0.0.1:{board_port}", "--workers", "1", "--host-label", "host-b",
+                             "--url", f"http://127.0.0.1:{dead}/")  # fmt: skip
         proc = _swarm(tmp_path, "--scenario", "bus-http", "--workers", "2", "--local-workers", "1",
                       "--pabotlib", f"127.0.0.1:{board_port}", "--barrier-timeout", "60", "--profile", "quick")  # fmt: skip
         join.join(timeout=240)

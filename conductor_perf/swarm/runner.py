@@ -168,6 +168,19 @@ def start_board(host: str, *, log: Path, timeout: float = BOARD_START_TIMEOUT_S)
             time.sleep(0.1)
 
 
+def wait_for_board(board: PabotLibBoard, timeout: float) -> None:
+    """Wait until a PabotLib server started on its own answers (it may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            board.ping()
+            return
+        except BoardError as exc:
+            if time.monotonic() > deadline:
+                raise BoardError(f"{exc} (waited {timeout:g} s)") from None
+            time.sleep(0.2)
+
+
 def stop_board(proc: subprocess.Popen | None, board: PabotLibBoard | None) -> None:
     """Stop a PabotLib server this run started (politely, then by signal)."""
     if proc is None:
@@ -302,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"SUT: {target.name} {target.version} at {target.url} (root {target.root})", flush=True)
         if args.pabotlib:
             board = PabotLibBoard.from_uri(args.pabotlib, caller="swarm-runner")
-            board.ping()
+            wait_for_board(board, BOARD_START_TIMEOUT_S)
         else:
             board_proc, board = start_board(args.pabotlib_host, log=out / "pabotlib.log")
         board_uri = f"{board.host}:{board.port}"

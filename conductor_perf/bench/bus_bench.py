@@ -71,6 +71,8 @@ class BusThroughput:
     histogram: str = ""
     integrity: Integrity | None = None
     timeline: list[tuple[float, int]] = field(default_factory=list)
+    cpu_s: float = 0.0
+    """CPU the writers used over the window, summed."""
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form."""
@@ -99,7 +101,9 @@ def _write(share: _WriterShare, ctx: WorkerContext) -> WorkerReport:
     """One writer: append until the common window ends (or ``max_messages``); its count and latencies."""
     hist = LatencyHistogram()
     run_id = f"writer-{share.writer}"
-    stop_at = ctx.wait_start() + share.duration_s
+    started = ctx.wait_start()
+    stop_at = started + share.duration_s
+    cpu0 = time.thread_time()
     n = 0
     perf = time.perf_counter_ns
     while n < share.max_messages and time.time() < stop_at:
@@ -110,7 +114,8 @@ def _write(share: _WriterShare, ctx: WorkerContext) -> WorkerReport:
         hist.record_us((perf() - t0) / 1000)
         n += 1
         ctx.set("messages", n)
-    return WorkerReport(ctx.name, counts={"messages": n}, histograms={"append": hist.encode()})
+    return WorkerReport(ctx.name, counts={"messages": n}, histograms={"append": hist.encode()},
+                        cpu_s=time.thread_time() - cpu0, wall_s=time.time() - started)  # fmt: skip
 
 
 def write_throughput(
@@ -179,6 +184,7 @@ def write_throughput(
         latency=hist.summary(),
         histogram=hist.encode(),
         timeline=timeline,
+        cpu_s=sum(r.cpu_s for r in reports),
     )
     if check:
         result.integrity = check_integrity(path, {first_writer + w: n for w, n in enumerate(per_writer)})

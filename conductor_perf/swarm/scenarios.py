@@ -176,7 +176,7 @@ def _bus_share(target: Target, spec: Mapping[str, Any], index: int, gate: Gate, 
     counts = {"messages": result.messages, **_seconds_timeline(result.timeline, duration)}
     return WorkerReport("", counts=counts, histograms={"append": result.histogram},
                         maxima={"duration_s": duration}, records=[{"writer": index, "messages": result.messages}],
-                        wall_s=duration)  # fmt: skip
+                        cpu_s=result.cpu_s, wall_s=duration)  # fmt: skip
 
 
 def _http_share(target: Target, spec: Mapping[str, Any], index: int, gate: Gate, box: ProgressBox) -> WorkerReport:

@@ -897,8 +897,11 @@ class _LeanRun:
         finally:
             if self.sweeper is not None:
                 self.sweeper.cancel()
-            for t in list(self.tasks):
+            pending = list(self.tasks)
+            for t in pending:
                 t.cancel()
+            if pending:  # let the cancelled reconnects end (a run cancelled by its caller included)
+                await asyncio.wait(pending, timeout=1.0)
         rec.p.duration_s = self.last - start
 
     def close(self) -> None:

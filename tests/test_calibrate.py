@@ -96,3 +96,28 @@ def test_calibration_end_to_end_against_a_hello_server(tmp_path, capsys):
     assert lat["wrk_rate"] > 0 and lat["connections"] >= 1
     table = capsys.readouterr().out
     assert "ratio ours/wrk" in table and "p99" in table and "Commands:" in table
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
+def test_throughput_only_with_another_checkouts_generator(tmp_path, capsys):
+    out = tmp_path / "calibration.json"
+    repo = str(cal.__file__).rsplit("/conductor_perf/", 1)[0]  # this checkout stands in for another one
+    code = cal.main(["--hello", "--duration", "1", "--rounds", "2", "--connections", "4", "--throughput-only",
+                     "--other-generator", repo, "--json", str(out)])  # fmt: skip
+    assert code in (0, 1)
+    result = json.loads(out.read_text())
+    assert "latency" not in result
+    t = result["throughput"]
+    for r in t["per_round"]:  # requests per CPU second: each tool's requests over the CPU it used
+        assert r["wrk_cpu_s"] > 0 and r["ours_cpu_s"] > 0
+        assert r["ours_per_core"] > 0 and r["per_core_ratio"] > 0
+        assert r["other"]["requests"] > 0 and r["other"]["cpu_s"] > 0 and r["other"]["per_core_ratio"] > 0
+    assert t["other"]["tree"] == repo and t["other"]["rps"] > 0
+    assert len(result["load_average_start"]) == 3
+    table = capsys.readouterr().out
+    assert "per core (requests per CPU second" in table and f"the closed loop of {repo}" in table
+
+
+def test_another_generator_must_be_a_checkout(tmp_path):
+    with pytest.raises(ValueError, match="not a checkout of conductor-perf"):
+        cal.run_other_generator(str(tmp_path), "http://127.0.0.1:1/", "/", connections=1, duration=0.1)

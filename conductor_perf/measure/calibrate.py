@@ -25,6 +25,8 @@ Usage::
     python -m conductor_perf.measure.calibrate --hello                         # a bare aiohttp app
     python -m conductor_perf.measure.calibrate --reference                     # the reference conductor
     python -m conductor_perf.measure.calibrate --binary ../shared/bin/run-agent  # a conductor-loop build, started as the suites do
+    python -m conductor_perf.measure.calibrate --reference --throughput-only --other-generator ../main-worktree
+                                                  # two generators (this one, another checkout's) against wrk in one run
     python -m conductor_perf.measure.calibrate URL --connections 10 --duration 5 --rounds 3 --json out.json
 
 wrk is the Debian package ``wrk`` (``apt-get install wrk``). Exit status: 0 both goals met, 1 a
@@ -222,6 +224,7 @@ def calibrate(
     wrk: str | None = None,
     log: Any = None,
     latency: bool = True,
+    other_generator: str | None = None,
 ) -> dict[str, Any]:
     """Run both comparisons against ``url + path`` (loopback only) and return all figures.
 
@@ -239,6 +242,8 @@ def calibrate(
         wrk: path of wrk (default: found on PATH).
         log: optional ``print``-like callable for progress lines.
         latency: run the fixed-rate latency comparison too (``False``: throughput only).
+        other_generator: a checkout of this project (e.g. a worktree of an earlier commit) whose
+            closed loop also runs in every throughput round, to compare two generators in one run.
 
     Returns:
         ``{"url", "machine", "wrk_version", "throughput": {...}, "latency": {...}}`` (see the CLI table).
@@ -278,8 +283,16 @@ def calibrate(
         ours_cpu = sum(r.cpu_s for r in ours.reports)
         wrk_per_core = w.get("requests", 0) / w["cpu_s"] if w.get("cpu_s") else 0.0
         ours_per_core = ours.requests / ours_cpu if ours_cpu else 0.0
+        other: dict[str, Any] = {}
+        if other_generator:
+            say(f"throughput {i + 1}/{rounds}: the closed loop of {other_generator} ...")
+            other = run_other_generator(other_generator, target, path, connections=connections, duration=duration)
+            other["per_core"] = round(other["requests"] / other["cpu_s"], 1) if other["cpu_s"] else 0.0
+            other["per_core_ratio"] = round(other["per_core"] / wrk_per_core, 3) if wrk_per_core else 0.0
+            other["ratio"] = round(other["rps"] / w["rps"], 3) if w["rps"] else 0.0
         rounds_out.append(
             {
+                **({"other": other} if other else {}),
                 "wrk_rps": round(w["rps"], 1),
                 "ours_rps": round(ours.rate, 1),
                 "ratio": round(ours.rate / w["rps"], 3) if w["rps"] else 0.0,
@@ -321,6 +334,15 @@ def calibrate(
         "wrk_command": w["command"],
         "ours_call": f"run_closed({target!r}, workers={connections}, duration={duration:g}, processes={processes})",
     }
+    if other_generator:
+        others = [r["other"] for r in rounds_out]
+        out["throughput"]["other"] = {
+            "tree": other_generator,
+            "rps": statistics.median(o["rps"] for o in others),
+            "ratio": statistics.median(o["ratio"] for o in others),
+            "per_core": statistics.median(o["per_core"] for o in others),
+            "per_core_ratio": statistics.median(o["per_core_ratio"] for o in others),
+        }
     out["load_average_end"] = _load_average()
     if not latency:
         return out
@@ -404,6 +426,29 @@ def calibrate(
     return out
 
 
+_OTHER_GENERATOR = """
+import json, sys
+from conductor_perf.measure.load import run_closed
+from conductor_perf.measure.rawhttp import Request
+r = run_closed(sys.argv[1], Request("GET", sys.argv[2]), workers=int(sys.argv[3]), duration=float(sys.argv[4]))
+print(json.dumps({"rps": r.rate, "requests": r.requests, "errors": r.errors,
+                  "cpu_s": sum(getattr(x, "cpu_s", 0.0) for x in getattr(r, "reports", []))}))
+"""
+
+
+def run_other_generator(tree: str, url: str, path: str, *, connections: int, duration: float) -> dict[str, Any]:
+    """The closed loop of another checkout of this project (``PYTHONPATH=tree``) on ``url``: rate, requests, CPU s."""
+    if not os.path.isdir(os.path.join(tree, "conductor_perf")):
+        raise ValueError(f"{tree} is not a checkout of conductor-perf (no conductor_perf/ in it)")
+    proc = subprocess.run([sys.executable, "-c", _OTHER_GENERATOR, url, path, str(connections), str(duration)],
+                          capture_output=True, text=True, timeout=duration + 120, cwd=tree,
+                          env={**os.environ, "PYTHONPATH": os.path.abspath(tree)})  # fmt: skip
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the closed loop of {tree} failed: {proc.stderr.strip()[-500:]}")
+    return dict(json.loads(lines[-1]))
+
+
 def _load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -433,6 +478,14 @@ def format_table(result: dict[str, Any]) -> str:
         f"{t['ours_per_core']:.0f}, ratio {t['per_core_ratio']:.2f} (per round "
         + ", ".join(f"{r['per_core_ratio']:.2f}" for r in t["per_round"]) + ")",
     ]
+    if t.get("other"):
+        o = t["other"]
+        lines += [
+            f"  the closed loop of {o['tree']}: {o['rps']:.0f} req/s, ratio {o['ratio']:.2f} (per round "
+            + ", ".join(f"{r['other']['ratio']:.2f}" for r in t["per_round"]) + f"); per core {o['per_core']:.0f}, "
+            f"ratio {o['per_core_ratio']:.2f} (per round "
+            + ", ".join(f"{r['other']['per_core_ratio']:.2f}" for r in t["per_round"]) + ")",
+        ]
     if lat is None:
         return "\n".join([*lines, "", "Commands:", f"  {t['wrk_command']}", f"  {t['ours_call']}"])
     lines += [
@@ -560,6 +613,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="start this conductor-loop executable (run-agent) the way the suites do and use it")  # fmt: skip
     ap.add_argument("--throughput-only", action="store_true",
                     help="only the throughput comparison (no fixed-rate latency rounds)")  # fmt: skip
+    ap.add_argument("--other-generator", metavar="TREE",
+                    help="also run the closed loop of this checkout of the project (e.g. a worktree of an "
+                         "earlier commit) in every throughput round")  # fmt: skip
     ap.add_argument("--path", default=DEFAULT_PATH, help=f"endpoint to load (default {DEFAULT_PATH})")
     ap.add_argument("--connections", type=int, default=10)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
@@ -634,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds=args.rounds,
             log=lambda m: print(m, file=sys.stderr, flush=True),
             latency=not args.throughput_only,
+            other_generator=args.other_generator,
         )
         result["elapsed_s"] = round(time.monotonic() - started, 1)
         result["target"] = ("hello" if args.hello else "reference" if args.reference

@@ -24,7 +24,7 @@ Usage::
     python -m conductor_perf.measure.calibrate http://127.0.0.1:8080           # GET /api/v1/health
     python -m conductor_perf.measure.calibrate --hello                         # a bare aiohttp app
     python -m conductor_perf.measure.calibrate --reference                     # the reference conductor
-    python -m conductor_perf.measure.calibrate --binary ../shared/bin/run-agent  # a conductor-loop build, started as the suites do
+    python -m conductor_perf.measure.calibrate --binary /path/to/run-agent       # a conductor-loop build, started as the suites do
     python -m conductor_perf.measure.calibrate --reference --throughput-only --other-generator ../main-worktree
                                                   # two generators (this one, another checkout's) against wrk in one run
     python -m conductor_perf.measure.calibrate URL --connections 10 --duration 5 --rounds 3 --json out.json

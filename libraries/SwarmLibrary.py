@@ -8,7 +8,16 @@ import socket
 from datetime import timedelta
 from typing import Any
 
-from _perf_base import chart_percentiles, chart_series, figure, require_root, robot_var, seconds, skip
+from _perf_base import (
+    CHART_TAG,
+    chart_percentiles,
+    chart_series,
+    figure,
+    require_root,
+    robot_var,
+    seconds,
+    skip,
+)
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
@@ -315,7 +324,7 @@ class SwarmLibrary:
         logger.info(f"every worker joined ({', '.join(f'{n} on {h}' for n, h in coordinator.hosts.items())}); "
                     "common start given")  # fmt: skip
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def collect_the_swarm_reports(self, *, grace: timedelta = timedelta(seconds=30)) -> int:
         """Wait for every worker's report (the window plus ``grace``), merge them exactly; returns the count.
 
@@ -412,7 +421,7 @@ class SwarmLibrary:
             return f"load generator saturated ({self._load.saturation_reason})"
         return ""
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_swarm_rate(self, op: str | None = None, expected: float | None = None) -> float:
         """The swarm's rate over every worker (msg/s or req/s); asserts it when given an operator and target.
 
@@ -440,7 +449,7 @@ class SwarmLibrary:
         return figure(name, value, unit, op, expected, details=self._details(), histogram=hist,
                       samples=[p[1] for p in series["all workers"]][1:-1], invalid_reason=self._invalid())  # fmt: skip
 
-    @keyword
+    @keyword(tags=[CHART_TAG])
     def get_swarm_latency(self, percentile: str = "p95", op: str | None = None, expected: float | None = None) -> float:
         """A latency percentile (ms) over every request (or append, or submission) of every worker.
 

@@ -44,7 +44,7 @@ class AcceptanceLibrary:
     `Start Acceptance Conductor` picks what the acceptance suites talk to. The run's SUT when it is
     a conductor we attached to (``CONDUCTOR_URL``) or a managed build; when the run's SUT is the
     embedded reference conductor, a second embedded conductor with a fresh runs root, started with
-    ``resources/conductor.yaml`` -- the configuration the README gives for a real conductor-loop
+    ``resources/conductor.yaml`` -- the configuration ``docs/real-server.md`` gives a real conductor-loop
     (1 s SSE heartbeats, a CORS origin) -- so both kinds of SUT are checked with the same settings
     and the perf suites' conductor keeps its own.
 

@@ -39,8 +39,7 @@ class CompareLibrary:
 
     The runner measured the chosen suites on SUT A and SUT B alternately in ABBA order, each run on
     a fresh SUT, and computed per figure the ratio B/A with its 95 % interval (Hodges-Lehmann on
-    one value per round and side, exact distribution-free interval; see the README section
-    "Comparing two builds"). This library logs that table and the ratio chart and turns it into
+    one value per round and side, exact distribution-free interval; see ``docs/comparing-builds.md``). This library logs that table and the ratio chart and turns it into
     verdicts a test can assert: no figure of B slower (or worse) than A's, every exact target
     (nothing lost, duplicated or torn) met by B, every round completed.
 

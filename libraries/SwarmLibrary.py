@@ -67,7 +67,7 @@ class SwarmLibrary:
     start once every worker joined, collects every worker's report and checks the target on
     the exact merge. They meet on a PabotLib server (``${PABOTLIBURI}``), so workers may run on
     other machines. ``make swarm`` (``python -m conductor_perf.swarm``) starts the SUT, the
-    PabotLib server, the coordinator and the workers; see the README section *Swarms*.
+    PabotLib server, the coordinator and the workers; see ``docs/swarms.md``.
 
     = Failures =
 

@@ -300,10 +300,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m conductor_perf.compare", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare two builds in one interleaved (ABBA) run: the ratio B/A of every figure with its "
-                    "95 %% interval.",
+                    "95 % interval.",
         epilog="examples:\n" + __doc__.split("\n\n")[1] + "\n\nA SUT is 'embedded', 'embedded:<reference flags>' "
-               "(e.g. 'embedded:--slowdown-us 10') or the path of a conductor-loop executable.\nSee the README, "
-               "'Comparing two builds'.")  # fmt: skip
+               "(e.g. 'embedded:--slowdown-us 10') or the path of a conductor-loop executable.\nSee docs/comparing-builds.md.")  # fmt: skip
     p.add_argument("--a", default="", metavar="SUT", help="side A")
     p.add_argument("--b", default="", metavar="SUT", help="side B")
     p.add_argument("--suites", default="", help=f"suite names or tags, space-separated (default: {' '.join(DEFAULT_SUITES)})")

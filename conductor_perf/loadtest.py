@@ -1,4 +1,4 @@
-"""The seed's load test (section 8) without Robot: ``python -m conductor_perf.loadtest URL``.
+"""conductor-loop's load test (100 concurrent task submissions, docs/targets.md) without Robot: ``python -m conductor_perf.loadtest URL``.
 
 Sends ``--tasks`` (default 100) concurrent ``POST /api/v1/tasks`` with valid bodies for the stub
 agent, prints the status counts and per-request latency of the burst, then waits (bounded) until

@@ -19,8 +19,8 @@ Worker Loads The Health Endpoint For The Test Duration
     [Teardown]    Leave The Swarm
 
 Swarm Load On GET Health Is Served Over ${API_MIN_REQ_PER_S} Requests Per Second With p95 Under ${API_P95_MAX_MS} Ms
-    [Documentation]    Seed section 9 with the load spread over processes: the rate, the error ratio and the p95
-    ...    over every worker's requests, from the exact merge of their histograms.
+    [Documentation]    The API target (docs/targets.md) with the load spread over processes: the rate, the error ratio
+    ...    and the p95 over every worker's requests, from the exact merge of their histograms.
     [Tags]    swarm-coordinator
     [Setup]    Attach To The Conductor Of The Swarm
     Open The Swarm    api    duration=${API_DURATION}    path=/api/v1/health    connections=${SWARM_API_CONNECTIONS}

@@ -23,9 +23,9 @@ Worker Appends Messages To The Task Bus For The Test Duration
     [Teardown]    Leave The Swarm
 
 Swarm Of Bus Writers Sustains Over ${BUS_MIN_MSG_PER_S} Messages Per Second With Every Message Once
-    [Documentation]    Seed ``TestMessageBusThroughput`` with ${SWARM_WORKERS} writer processes: the rate is every
-    ...    writer's messages / the window, from the exact merge of their reports; the bus must then hold
-    ...    every message once. A writer that failed or is missing fails the test, named.
+    [Documentation]    conductor-loop's own bus throughput test (docs/targets.md) with ${SWARM_WORKERS} writer
+    ...    processes: the rate is every writer's messages / the window, from the exact merge of their reports; the bus
+    ...    must then hold every message once. A writer that failed or is missing fails the test, named.
     [Tags]    swarm-coordinator
     [Setup]    Attach To The Conductor Of The Swarm
     Open The Swarm    bus    duration=${BUS_DURATION}

@@ -19,9 +19,9 @@ Worker Posts Messages To The Task Bus For The Test Duration
     [Teardown]    Leave The Swarm
 
 Swarm Posting Messages Over HTTP Sustains Over ${BUS_MIN_MSG_PER_S} Messages Per Second With None Lost
-    [Documentation]    Seed sections 2 and 9 through the REST API with ${SWARM_WORKERS} writer processes: the rate
-    ...    and p95 over every worker's requests from the exact merge; then every acknowledged message
-    ...    must be in the task bus once.
+    [Documentation]    The bus target (docs/targets.md) through the REST API with ${SWARM_WORKERS} writer processes:
+    ...    the rate and p95 over every worker's requests from the exact merge; then every acknowledged message must be
+    ...    in the task bus once.
     [Tags]    swarm-coordinator
     [Setup]    Attach To The Conductor Of The Swarm
     Open The Swarm    bus-http    duration=${BUS_DURATION}

@@ -21,9 +21,9 @@ Worker Follows The Message Stream With Its Share Of The Clients
     [Teardown]    Leave The Swarm
 
 Swarm Of SSE Clients Receives Every Message Within ${SSE_LATENCY_MAX_MS} Ms At p95
-    [Documentation]    Seed sections 4 and 9 from ${SWARM_WORKERS} processes: ${SSE_LATENCY_EVENTS} messages
-    ...    ${SSE_EVENT_INTERVAL} apart to ${SSE_CLIENTS} clients; none refused, each client gets every message
-    ...    once in the bus file's order, p95 over every client of every worker.
+    [Documentation]    The SSE delivery and client-count targets (docs/targets.md) from ${SWARM_WORKERS} processes:
+    ...    ${SSE_LATENCY_EVENTS} messages ${SSE_EVENT_INTERVAL} apart to ${SSE_CLIENTS} clients; none refused, each
+    ...    client gets every message once in the bus file's order, p95 over every client of every worker.
     [Tags]    swarm-coordinator
     [Setup]    Attach To The Conductor Of The Swarm
     Open The Swarm    sse    clients=${SSE_CLIENTS}    messages=${SSE_LATENCY_EVENTS}

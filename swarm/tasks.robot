@@ -1,6 +1,6 @@
 *** Settings ***
-Documentation    The seed's load test (section 8: ${LOAD_TEST_TASKS} concurrent ``POST /api/v1/tasks``, every one
-...              answered 201 with p95 < ${LOAD_TEST_P95_MAX_MS} ms, then every run completes) with the
+Documentation    conductor-loop's load test (docs/targets.md: ${LOAD_TEST_TASKS} concurrent ``POST /api/v1/tasks``,
+...              every one answered 201 with p95 < ${LOAD_TEST_P95_MAX_MS} ms, then every run completes) with the
 ...              submissions shared by ${SWARM_WORKERS} pabot processes, released together at the common start.
 
 Resource         ../resources/swarm.resource
@@ -19,8 +19,8 @@ Worker Submits Its Share Of The Tasks At The Common Start
     [Teardown]    Leave The Swarm
 
 Swarm Of Task Submissions Is Answered Within ${LOAD_TEST_P95_MAX_MS} Ms At p95 And Every Run Completes
-    [Documentation]    Seed 8 and 9 from ${SWARM_WORKERS} processes: p95 over every submission of every worker
-    ...    from the exact merge, every answer 201, then every run completed.
+    [Documentation]    The load test and the API p95 target (docs/targets.md) from ${SWARM_WORKERS} processes: p95
+    ...    over every submission of every worker from the exact merge, every answer 201, then every run completed.
     [Tags]    swarm-coordinator
     [Setup]    Attach To The Conductor Of The Swarm
     Open The Swarm    tasks    tasks=${LOAD_TEST_TASKS}    work_ms=${LOAD_TEST_WORK_MS}    timeout=${LOAD_TEST_TIMEOUT}

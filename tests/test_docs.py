@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 MARKDOWN = sorted([REPO / "README.md", *REPO.glob("docs/*.md"), REPO / "conductor_perf" / "reference" / "README.md",
                    REPO / "tests" / "fixtures" / "README.md", REPO / "results" / "README.md"])  # fmt: skip
-USER_FACING = sorted([*REPO.glob("suites/**/*.robot"), *REPO.glob("compare/**/*.robot"), *REPO.glob("resources/**/*.resource"),
+USER_FACING = sorted([*REPO.glob("suites/**/*.robot"), *REPO.glob("compare/**/*.robot"), *REPO.glob("swarm/**/*.robot"), *REPO.glob("resources/**/*.resource"),
                       *REPO.glob("resources/**/*.yaml"), *MARKDOWN])  # fmt: skip
 INTERNAL_CITATIONS = [
     (re.compile(r"\bissues? #?\d+", re.IGNORECASE), "an internal issue number"),

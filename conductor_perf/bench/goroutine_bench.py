@@ -34,7 +34,7 @@ from ..measure.load import closed_loop
 from ..measure.rawhttp import Request
 from ..measure.sse import SSEClient, SSEError
 from ..target import Target
-from . import agents_bench
+from . import agent_tasks, agents_bench
 
 PROJECT = "perf-goroutines"
 T = TypeVar("T")
@@ -143,19 +143,6 @@ async def _peak(target: Target, at_peak: Callable[[], T], run_ids: list[str], *,
     return reading, sse_connected, answered
 
 
-def _stop_tasks(target: Target, task_ids: list[str], errors: list[str]) -> None:
-    """DELETE each task (writes DONE and stops its run) on a server that is still up."""
-    with httpx.Client(base_url=target.url, headers=target.auth_headers(), timeout=10) as client:
-        for task_id in task_ids:
-            try:
-                resp = client.delete(f"/api/v1/tasks/{task_id}", params={"project_id": PROJECT})
-            except httpx.HTTPError as exc:
-                errors.append(f"DELETE /api/v1/tasks/{task_id}: {exc}")
-                return
-            if resp.status_code != 202:
-                errors.append(f"DELETE /api/v1/tasks/{task_id} answered {resp.status_code}")
-
-
 def at_peak_of_load(
     target: Target,
     at_peak: Callable[[], T],
@@ -197,8 +184,7 @@ def at_peak_of_load(
                                                              timeout=timeout, errors=errors))  # fmt: skip
     finally:
         if target.pid is None or psutil.pid_exists(target.pid):
-            with contextlib.suppress(httpx.HTTPError):
-                _stop_tasks(target, [s.task_id for s in subs if s.status == 201], errors)
+            errors += agent_tasks.stop_tasks(target, [(PROJECT, s.task_id) for s in subs if s.status == 201])
     if answered == 0:
         errors.append("no API request was answered before the reading at the peak")
     return PeakLoad(reading=reading, agents_running=running, sse_connected=sse_connected, connections=connections,

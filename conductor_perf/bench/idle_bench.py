@@ -11,9 +11,9 @@ fires its own file watcher, which runs the checker again). A correct server cost
 2. open one SSE client on ``GET /api/v1/runs/{run_id}/stream`` and wait for its response head;
 3. after a short settle time, sample the server process (alone: the sleeping agent is a child and is
    not counted) every ``interval_s`` for ``window_s`` seconds while nothing is written;
-4. stop the run: ``DELETE /api/v1/tasks/{task_id}`` (writes ``DONE``, so the task loop does not
-   start another run, and stops the run), then ``POST /api/v1/runs/{run_id}/stop`` if it still
-   runs, and wait (bounded) until it is no longer ``running``.
+4. stop the task with :func:`conductor_perf.bench.agent_tasks.stop_tasks` (``DELETE
+   /api/v1/tasks/{task_id}`` writes ``DONE``, so the task loop does not start another run, and
+   stops the run; bounded wait until no run of the task is running).
 
 The figure is the server's mean CPU over the window in % of the whole machine (100 % = every core
 busy), the unit of :mod:`conductor_perf.measure.monitor`.
@@ -33,7 +33,7 @@ import httpx
 from ..measure.monitor import ProcessTreeSampler, ResourceSeries
 from ..measure.sse import SSEClient, SSEError
 from ..target import Target, is_loopback
-from . import agents_bench
+from . import agent_tasks, agents_bench
 
 IDLE_PROJECT = "perf-idle"
 #: the stub sleeps this much longer than the window, so the run outlives the measurement
@@ -55,7 +55,7 @@ class IdleCpuResult:
         events_before: events received between connect and the window (the initial ``status``).
         stream_status: HTTP status of the stream (200 when open).
         run_status_after: the run's status once it was stopped (``failed``/``completed``; ``running``
-            when it could not be stopped in time).
+            when it could not be stopped in time, ``unknown`` when the server did not answer).
         series: the samples, for charts.
         errors: what went wrong outside the measurement (stopping the run...).
     """
@@ -123,36 +123,13 @@ async def _wait_running(http: httpx.AsyncClient, run_id: str, timeout: float) ->
     raise TimeoutError(f"run {run_id} not running within {timeout:g} s (last status: {status})")
 
 
-async def _stop_run(http: httpx.AsyncClient, project_id: str, task_id: str, run_id: str,
-                    timeout: float) -> tuple[str, list[str]]:  # fmt: skip
-    """DELETE the task (DONE + stop), POST the run's stop if needed; the run's final status."""
-    errors: list[str] = []
-    try:
-        resp = await http.delete(f"/api/v1/tasks/{task_id}", params={"project_id": project_id})
-        if resp.status_code not in (200, 202, 204):
-            errors.append(f"DELETE /api/v1/tasks/{task_id} answered {resp.status_code}: {resp.text[:120]}")
-    except httpx.HTTPError as exc:
-        errors.append(f"DELETE /api/v1/tasks/{task_id}: {exc}")
-    deadline = time.monotonic() + timeout
-    status, asked, stop_answer = "running", False, ""
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            resp = await http.get(f"/api/v1/runs/{run_id}")
-            if resp.status_code == 200:
-                status = str(resp.json().get("status", ""))
-        if status != "running":
-            return status, errors
-        if not asked:
-            # the DELETE above already signalled the run's process group; while the server has not
-            # yet recorded its end, a stop answers 500 "group does not exist" (as the real server
-            # does), so its answer only matters if the run never ends
-            asked = True
-            with contextlib.suppress(httpx.HTTPError):
-                resp = await http.post(f"/api/v1/runs/{run_id}/stop")
-                stop_answer = f"; POST /api/v1/runs/{run_id}/stop answered {resp.status_code}"
-        await asyncio.sleep(0.1)
-    errors.append(f"run {run_id} still running {timeout:g} s after it was stopped{stop_answer}")
-    return status, errors
+async def _status(http: httpx.AsyncClient, run_id: str) -> str:
+    """The run's status as served (``unknown`` without an answer)."""
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        resp = await http.get(f"/api/v1/runs/{run_id}")
+        if resp.status_code == 200:
+            return str(resp.json().get("status", ""))
+    return "unknown"
 
 
 async def _reader(client: SSEClient, counts: Counter[str], stop: asyncio.Event) -> None:
@@ -200,8 +177,9 @@ async def _measure(target: Target, window_s: float, interval_s: float, settle_s:
                 await reader
         finally:
             await client.close()
-            status_after, stop_errors = await _stop_run(http, IDLE_PROJECT, sub.task_id, sub.run_id, timeout)
-            errors += stop_errors
+            errors += await asyncio.to_thread(agent_tasks.stop_tasks, target, [(IDLE_PROJECT, sub.task_id)],
+                                              timeout=timeout)  # fmt: skip
+            status_after = await _status(http, sub.run_id)
     mean, peak, core_mean, n = cpu_figures(series)
     return IdleCpuResult(project_id=IDLE_PROJECT, task_id=sub.task_id, run_id=sub.run_id, window_s=window_s,
                          cpu_mean_pct=mean, cpu_peak_pct=peak, cpu_core_mean_pct=core_mean, samples=n,

@@ -66,6 +66,7 @@ from ..measure.workers import (
 )
 from ..target import Target, is_loopback
 from ..wording import plural
+from . import agent_tasks
 
 __all__ = [
     "CPU_BUDGET_PERCENT",
@@ -774,26 +775,6 @@ def _wait_run_info(client: httpx.Client, run_id: str, timeout: float) -> None:
     raise TimeoutError(f"run {run_id} had no run-info within {timeout:g} s ({last})")
 
 
-def _stop_task(client: httpx.Client, project: str, task: str, run_id: str, timeout: float) -> str:
-    """DELETE the task (writes DONE, stops its runs) and wait until the run is no longer running."""
-    try:
-        resp = client.delete(f"/api/v1/tasks/{task}", params={"project_id": project})
-    except httpx.HTTPError as exc:
-        return f"stopping task {task} failed: {exc}"
-    if resp.status_code not in (200, 202):
-        return f"stopping task {task}: HTTP {resp.status_code} {resp.text.strip()[:120]}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            r = client.get(f"/api/v1/runs/{run_id}")
-            if r.status_code == 200 and r.json().get("status") != "running":
-                return ""
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.05)
-    return f"run {run_id} still running {timeout:g} s after DELETE of its task"
-
-
 def measure_log_delivery(target: Target, *, lines: int = 50, clients: int = 1, interval_s: float = 0.02,
                          timeout_s: float = 60.0, processes: int = 1,
                          on_progress: ProgressFn | None = None) -> SSEResult:  # fmt: skip
@@ -849,9 +830,7 @@ def measure_log_delivery(target: Target, *, lines: int = 50, clients: int = 1, i
                     f"no runs root: the stub printed the lines (first {STUB_WARMUP_LINES} as primers)"
                 )
         finally:
-            problem = _stop_task(http, project, task, run_id, timeout=15.0)
-            if problem:
-                notes.append(problem)
+            notes.extend(agent_tasks.stop_tasks(target, [(project, task)]))
     return _result(run, context=context, stream="run", path=path, mode=source.mode, clients=clients,
                    expected=sorted(run.sent), notes=notes)  # fmt: skip
 

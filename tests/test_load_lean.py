@@ -9,6 +9,8 @@ and a run always ends. Nothing here depends on machine speed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import threading
 
 import pytest
@@ -117,3 +119,45 @@ def test_a_stalled_answer_times_out_and_the_run_ends(raw_server: str) -> None:
     assert r.requests == 2 and r.errors == 2
     assert set(r.exceptions) == {"TimeoutError"}
     assert r.histogram.count == 2 and r.histogram.percentile_ms(50) >= 500  # recorded at the time given up
+
+
+def test_a_run_cancelled_after_its_server_died_stops_reconnecting_quietly() -> None:
+    """A caller cancels the load after the SUT died (the goroutine dump): no connection goes on
+    reconnecting to the dead server, and no refused connect is left to be logged as never retrieved."""
+
+    async def main() -> tuple[list[str], list[object]]:
+        from conductor_perf.measure.load import closed_loop
+
+        problems: list[object] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: problems.append(ctx.get("message")))
+        writers: list[asyncio.StreamWriter] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(ANSWERS[b"/ok"])
+                    await writer.drain()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        load = asyncio.create_task(closed_loop(f"http://127.0.0.1:{port}/", workers=8, duration=60, timeout=5))
+        await asyncio.sleep(0.3)
+        server.close()  # the server dies: its connections close, reconnects are refused
+        for w in writers:
+            w.transport.abort()
+        await asyncio.sleep(0.3)
+        load.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await load
+        left = []
+        for _ in range(5):  # a connection that waited to retry would start another reconnect meanwhile
+            await asyncio.sleep(0.05)
+            left += [t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await server.wait_closed()
+        return left, problems
+
+    left, problems = asyncio.run(main())
+    gc.collect()
+    assert left == [] and problems == []

@@ -863,12 +863,16 @@ class _LeanRun:
         self.done: asyncio.Future[None] | None = None
         self.sweeper: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        #: the run has ended (or was cancelled): no connection starts another request or reconnects
+        self.over = False
 
-    async def _connect(self, conn: _LeanConn) -> None:
+    async def _connect(self, conn: _LeanConn, timeout: float) -> None:
+        # asyncio.timeout, not wait_for: wait_for runs the connect as a task of its own, and one
+        # refused just as the caller is cancelled would be logged as "exception never retrieved"
         conn.connecting = True
         try:
-            await asyncio.wait_for(self.loop.create_connection(lambda: conn, self.spec.host, self.spec.port),
-                                   self.connect_timeout)  # fmt: skip
+            async with asyncio.timeout(timeout):
+                await self.loop.create_connection(lambda: conn, self.spec.host, self.spec.port)
         finally:
             conn.connecting = False
 
@@ -877,7 +881,7 @@ class _LeanRun:
 
         async def one(c: _LeanConn) -> None:
             with contextlib.suppress(OSError, TimeoutError):
-                await self._connect(c)
+                await self._connect(c, self.connect_timeout)
 
         for i in range(0, len(self.conns), 64):
             await asyncio.gather(*(one(c) for c in self.conns[i : i + 64]))
@@ -895,6 +899,7 @@ class _LeanRun:
         try:
             await self.done
         finally:
+            self.over = True  # a connection waiting to retry (a refused reconnect) stays idle
             if self.sweeper is not None:
                 self.sweeper.cancel()
             pending = list(self.tasks)
@@ -914,6 +919,8 @@ class _LeanRun:
     # -- the loop ---------------------------------------------------------------------------
     def next(self, conn: _LeanConn) -> None:
         """Start this connection's next request, or let it rest when the run is over."""
+        if self.over:
+            return
         spec = self.spec
         if self.n >= spec.max_requests:
             self.rec.p.stopped_by = "max_requests"  # type: ignore[union-attr]
@@ -960,7 +967,7 @@ class _LeanRun:
             if left <= 0:
                 raise TimeoutError(f"request timed out after {self.timeout} s (connecting)")
             try:
-                await asyncio.wait_for(self._connect(conn), min(left, self.connect_timeout))
+                await self._connect(conn, min(left, self.connect_timeout))
             except TimeoutError:
                 raise TimeoutError(f"request timed out after {self.timeout} s (connecting)") from None
         except asyncio.CancelledError:
@@ -1034,7 +1041,7 @@ class _LeanRun:
         data, head, method = conn.data, conn.head, conn.method
         retried = conn.retried
         try:
-            await asyncio.wait_for(self._connect(conn), self.connect_timeout)
+            await self._connect(conn, self.connect_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001

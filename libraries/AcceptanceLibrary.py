@@ -16,6 +16,7 @@ from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf.acceptance import behaviour, evidence
+from conductor_perf.bench import agent_tasks
 from conductor_perf.formats import bus, runs
 from conductor_perf.formats.runs import RunInfo, StorageError
 from conductor_perf.reference.departures import REPRODUCED, is_reference
@@ -534,6 +535,23 @@ class AcceptanceLibrary:
             raise behaviour.departure(f"content/size_bytes differ from {path} ({len(data)} bytes: "
                                       f"{evidence.excerpt(data, 300)})", "run-file",
                                       evidence.describe_exchange(response))  # fmt: skip
+
+    @keyword
+    def task_should_be_done_after_its_run(self, project_id: str, task_id: str, run_id: str) -> None:
+        """Once the task's run ``run_id`` has ended, the task is done: its agent created ``DONE`` (without the
+        runs root: the task's status says so) within a few seconds and the server started no other run.
+
+        A task that is not done would be started again and again behind the tests that follow: it is
+        stopped (DELETE /api/v1/tasks/{id}) and the test fails at once with the reason (the stub's
+        report on its environment, e.g. ``STUB_SKIP_DONE=1``).
+
+        Example:
+        | `Task Should Be Done After Its Run`    ${PROJECT}    ${task}    ${run}
+        """
+        try:
+            agent_tasks.wait_until_done(self._sut(), project_id, task_id, run_id)
+        except agent_tasks.AgentTaskError as exc:
+            raise AssertionError(str(exc)) from None
 
     @keyword
     def done_should_exist_for_task(self, project_id: str, task_id: str) -> None:

@@ -105,6 +105,24 @@ def test_a_stub_told_never_to_finish_fails_fast_also_without_the_runs_root(tmp_p
         _assert_stopped_for_good(srv.config.root, subs)
 
 
+def test_one_task_waited_for_after_its_run_passes_when_done_and_is_stopped_when_not(tmp_path: Path) -> None:
+    """The acceptance suites' check (Task Should Be Done After Its Run) on one task whose run ended."""
+    with _server(tmp_path) as srv:
+        target = _target(srv)
+        done, never = (agents_bench.submit_tasks(target, 1, config={**agents_bench.stub_config(sleep_ms=10), **extra})[0]
+                       for extra in ({}, {"STUB_SKIP_DONE": "1"}))  # fmt: skip
+        agents_bench.wait_for_runs(target, [done], timeout=60)
+        check = agent_tasks.wait_until_done(target, done.project_id, done.task_id, done.run_id)
+        assert check.done and check.runs == 1
+        with pytest.raises(agent_tasks.AgentTaskError) as info:
+            agent_tasks.wait_until_done(target, never.project_id, never.task_id, never.run_id)
+        message = str(info.value)
+        assert message.startswith(f"task {never.project_id}/{never.task_id} ")
+        assert "the stub did not create DONE: STUB_SKIP_DONE=1" in message
+        assert message.endswith("; stopped 1 unfinished task through DELETE /api/v1/tasks/{id}")
+        _assert_stopped_for_good(srv.config.root, [never])
+
+
 def test_a_restart_counts_in_the_message() -> None:
     target = Target(kind=EXTERNAL, url="http://127.0.0.1:9/", root=Path("/nonexistent"))
     check = agent_tasks.TaskCheck(done=False, runs=4)

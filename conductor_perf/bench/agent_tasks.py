@@ -9,7 +9,8 @@ also checks each task once its run ended (:func:`check_task`): a task that is no
 :data:`DONE_GRACE_S`, or that started a second run, fails the wait at once with the reason
 (:class:`AgentTaskError`), read from the stub's report on its environment
 (:func:`read_stub_report`), after its tasks were stopped through the API (:func:`stop_tasks`), so
-the tests after it meet a quiet server.
+the tests after it meet a quiet server. :func:`wait_until_done` is the same check for one task
+whose run ended (the acceptance suites' tasks).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import httpx
 
@@ -38,6 +40,9 @@ STOP_TIMEOUT_S = 15.0
 STOP_SETTLE_S = 0.5
 """A stopped task counts as stopped once it has had no running and no new run for this long: the run a
 task loop was starting when ``DONE`` appeared is spawned within milliseconds."""
+DONE_STATUSES = ("all_finished", "completed")
+"""A task's status in ``GET /api/v1/tasks/{id}`` once it is done: conductor-loop 0.76 answers ``all_finished``,
+its documentation ``completed``."""
 REPORT_BYTES = 4096
 """The stub writes its report first; this much of ``agent-stderr.txt`` holds it."""
 
@@ -98,7 +103,7 @@ def check_task(target: Target, project_id: str, task_id: str, client: httpx.Clie
         return None
     if not isinstance(body, dict):
         return None
-    return TaskCheck(done=body.get("status") == "all_finished", runs=len(body.get("runs") or []))
+    return TaskCheck(done=body.get("status") in DONE_STATUSES, runs=len(body.get("runs") or []))
 
 
 def read_stub_report(target: Target, project_id: str, task_id: str, run_id: str) -> StubReport | None:
@@ -134,6 +139,47 @@ def not_done_message(target: Target, project_id: str, task_id: str, run_id: str,
             why = ("the run's agent-stderr.txt has no report of the conductor-perf stub: is its folder "
                    "first on the server's PATH?")  # fmt: skip
     return f"{what}: its agent never marked it done; {why}"
+
+
+def wait_until_done(target: Target, project_id: str, task_id: str, run_id: str, *, grace: float = DONE_GRACE_S,
+                    poll: float = 0.1) -> TaskCheck:  # fmt: skip
+    """Once a task's run ``run_id`` has ended: wait until the task is done, at most ``grace`` seconds.
+
+    A task that is still not done then, or that the server started again (a second run), is stopped
+    (:func:`stop_tasks`) and :class:`AgentTaskError` raised with the reason (:func:`fail_not_done`),
+    instead of leaving it to restart again and again behind the tests that follow.
+
+    Example::
+
+        wait_until_done(target, "acceptance", "task-20260101-000000-a", "20260101-0000000000-1-1")
+    """
+    deadline = time.monotonic() + grace
+    with httpx.Client(base_url=target.url, headers=target.auth_headers(), timeout=10) as client:
+        while True:
+            check = check_task(target, project_id, task_id, client)
+            if check is not None and check.done:
+                return check
+            if check is not None and check.runs > 1 or time.monotonic() >= deadline:
+                fail_not_done(target, project_id, task_id, run_id, check or TaskCheck(done=False, runs=1),
+                              [(project_id, task_id)])  # fmt: skip
+            time.sleep(poll)
+
+
+def fail_not_done(target: Target, project_id: str, task_id: str, run_id: str, check: TaskCheck,
+                  tasks: Iterable[tuple[str, str]]) -> NoReturn:  # fmt: skip
+    """Stop ``tasks`` (the task not done and any other unfinished ones), then raise :class:`AgentTaskError`
+    saying why the task is not done (:func:`not_done_message`) and what was stopped."""
+    report = read_stub_report(target, project_id, task_id, run_id)
+    message = not_done_message(target, project_id, task_id, run_id, check, report)
+    raise AgentTaskError(message + stop_unfinished(target, tasks), report)
+
+
+def stop_unfinished(target: Target, tasks: Iterable[tuple[str, str]]) -> str:
+    """Stop ``tasks`` (:func:`stop_tasks`); returns ``"; stopped N unfinished task(s) ..."`` for a message."""
+    todo = list(dict.fromkeys(tasks))
+    problems = stop_tasks(target, todo)
+    text = f"; stopped {len(todo)} unfinished task{'s' if len(todo) != 1 else ''} through DELETE /api/v1/tasks/{{id}}"
+    return text + (f" ({'; '.join(problems[:3])})" if problems else "")
 
 
 def stop_tasks(target: Target, tasks: Iterable[tuple[str, str]], *, timeout: float = STOP_TIMEOUT_S) -> list[str]:

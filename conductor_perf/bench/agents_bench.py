@@ -278,7 +278,9 @@ def wait_for_runs(
                 if check is not None and check.done:
                     del unverified[run_id]
                 elif check is not None and (check.runs > 1 or time.monotonic() - ended > agent_tasks.DONE_GRACE_S):
-                    _fail_not_done(target, sub, check, pending, unverified)
+                    others = [(s.project_id, s.task_id) for s in [*pending, *(u for u, _ in unverified.values())]]
+                    agent_tasks.fail_not_done(target, sub.project_id, sub.task_id, sub.run_id, check,
+                                              [(sub.project_id, sub.task_id), *others])  # fmt: skip
             now = time.monotonic()
             if (len(started), len(done)) != progress:
                 progress, last_change = (len(started), len(done)), now
@@ -296,20 +298,6 @@ def wait_for_runs(
     return done, pending
 
 
-def _fail_not_done(target: Target, sub: Submission, check: agent_tasks.TaskCheck, pending: list[Submission],
-                   unverified: dict[str, tuple[Submission, float]]) -> None:  # fmt: skip
-    """Stop every task not known done, then raise AgentTaskError with the reason."""
-    report = agent_tasks.read_stub_report(target, sub.project_id, sub.task_id, sub.run_id)
-    tasks = [(s.project_id, s.task_id) for s in [sub, *pending, *(u for u, _ in unverified.values())]]
-    problems = agent_tasks.stop_tasks(target, tasks)
-    message = agent_tasks.not_done_message(target, sub.project_id, sub.task_id, sub.run_id, check, report)
-    count = len(dict.fromkeys(tasks))
-    message += f"; stopped {count} unfinished task{'s' if count != 1 else ''} through DELETE /api/v1/tasks/{{id}}"
-    if problems:
-        message += f" ({'; '.join(problems[:3])})"
-    raise agent_tasks.AgentTaskError(message, report)
-
-
 def _fail_stalled(target: Target, submissions: list[Submission], pending: list[Submission], started: set[str],
                   unverified: dict[str, tuple[Submission, float]], stall: float) -> None:  # fmt: skip
     """Stop every unfinished task, then raise AgentTaskError saying what made no progress."""
@@ -324,12 +312,8 @@ def _fail_stalled(target: Target, submissions: list[Submission], pending: list[S
     if running:
         parts.append(f"{len(running)} of {accepted} runs still running, e.g. {running[0].run_id}")
     tasks = [(s.project_id, s.task_id) for s in [*pending, *(u for u, _ in unverified.values())]]
-    problems = agent_tasks.stop_tasks(target, tasks)
     message = f"no agent run started or ended for {stall:g} s: {'; '.join(parts)}"
-    message += f"; stopped {len(dict.fromkeys(tasks))} unfinished tasks through DELETE /api/v1/tasks/{{id}}"
-    if problems:
-        message += f" ({'; '.join(problems[:3])})"
-    raise agent_tasks.AgentTaskError(message)
+    raise agent_tasks.AgentTaskError(message + agent_tasks.stop_unfinished(target, tasks))
 
 
 def run_agents(

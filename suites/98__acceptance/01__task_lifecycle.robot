@@ -12,15 +12,14 @@ A New Task Is Accepted With Its Ids
     [Documentation]    POST /api/v1/tasks answers 201 with the project, the task, a well-formed run id and
     ...    ``started`` (rules task-create, run-id-format).
     ${task} =    New Task Id    accepted
-    ${run} =    Submit Task    ${task}
-    Wait Until Run Has Finished    ${run}
+    Run A Task To Its End    ${task}
 
 A Run Appears And Completes
     [Documentation]    The run of a task is served as a run and ends ``completed`` when the agent exits 0; the
     ...    task lists it (rules run-lifecycle, run-response).
     ${task} =    New Task Id    completes
-    ${run} =    Submit Task    ${task}    STUB_STDOUT_TEXT=one|two
-    ${resp} =    Wait Until Run Has Finished    ${run}
+    ${run} =    Run A Task To Its End    ${task}    STUB_STDOUT_TEXT=one|two
+    ${resp} =    Get Run    ${run}
     Answer Field Should Be    ${resp}    status    completed    rule=run-lifecycle
     Answer Field Should Be    ${resp}    task_id    ${task}    rule=run-response
     ${resp} =    Get Task    ${task}

@@ -25,6 +25,7 @@ A Run Stream Sends Status, Log Lines And The Final Status In Order
     Stream Log Lines Should Be    alpha    beta    gamma    name=run
     Stream Events Should Have Shape    log    log event    name=run
     Stream Events Should Have Shape    status    status event    name=run
+    Task Should Be Done After Its Run    ${PROJECT}    ${task}    ${run}
 
 A Run Stream Resumes After A Log Cursor
     [Documentation]    Opened with ``Last-Event-ID: s=1;e=0`` on a run that wrote three lines, the stream replays

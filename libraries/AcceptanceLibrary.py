@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _perf_base import require_target, robot_var, seconds, skip
+from _perf_base import require_target, robot_var, run_context, seconds, skip
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
 
-from conductor_perf.acceptance import behaviour, evidence
+from conductor_perf.acceptance import behaviour, evidence, ondisk
 from conductor_perf.bench import agent_tasks
-from conductor_perf.formats import bus, runs
-from conductor_perf.formats.runs import RunInfo, StorageError
+from conductor_perf.formats import runs
 from conductor_perf.reference.departures import REPRODUCED, is_reference
 from conductor_perf.target import EMBEDDED, Target, TargetError, http_json, start_embedded
 
@@ -105,6 +104,7 @@ class AcceptanceLibrary:
                 str(robot_var("${RESULTS_DIR}", "") or robot_var("${OUTPUT DIR}", "results/adhoc"))
             )
             base = results.resolve() / f"acceptance-{os.getpid()}"
+            run_context().note_scratch(base / "root")  # removed when the run ends; its log stays
             try:
                 own = start_embedded(root=base / "root", log_dir=base,
                                      extra_args=["--config", str(Path(config) if config else CONDUCTOR_CONFIG)])  # fmt: skip
@@ -346,12 +346,8 @@ class AcceptanceLibrary:
         Example:
         | `Answer Header Should Be`    ${resp}    Content-Type    application/x-yaml    rule=run-info-route
         """
-        value = response.headers.get(header)
-        if value is None or value.strip().lower() != expected.strip().lower():
-            got = "missing" if value is None else repr(value)
-            raise behaviour.departure(f"{header} is {got}, expected {expected!r}", rule,
-                                      evidence.describe_exchange(response))  # fmt: skip
-        return value
+        self._fail_with(behaviour.header_problem(response.headers, header, expected), rule, response)
+        return response.headers[header]
 
     # ------------------------------------------------------------------ ids
 
@@ -384,11 +380,7 @@ class AcceptanceLibrary:
         | `Answer Should Carry Request Id`    ${resp}    acceptance-42
         """
         value = response.headers.get("X-Request-ID")
-        ok = value == expected if expected else bool(value and behaviour.REQUEST_ID.match(value))
-        if not ok:
-            want = repr(expected) if expected else "a generated req-<unix ns>-<hex>"
-            raise behaviour.departure(f"X-Request-ID is {value!r}, expected {want}", "request-id",
-                                      evidence.describe_exchange(response))  # fmt: skip
+        self._fail_with(behaviour.request_id_problem(value, expected), "request-id", response)
         return value or ""
 
     @keyword
@@ -428,18 +420,6 @@ class AcceptanceLibrary:
             skip(f"{what} not checked: the SUT's runs root is unknown (set CONDUCTOR_ROOT)")
         return Path(root)  # type: ignore[arg-type]
 
-    def _run_info(self, project_id: str, task_id: str, run_id: str) -> tuple[Path, bytes, RunInfo]:
-        path = (
-            runs.run_dir(self._root("run-info.yaml on disk"), project_id, task_id, run_id) / "run-info.yaml"
-        )
-        try:
-            data = path.read_bytes()
-            return path, data, RunInfo.from_yaml(data.decode("utf-8", "replace"), path)
-        except (OSError, StorageError) as exc:
-            raise behaviour.departure(
-                f"{path} cannot be read as run-info: {exc}", "run-info-agrees"
-            ) from None
-
     @keyword
     def run_answer_should_agree_with_run_info_on_disk(self, response: requests.Response) -> None:
         """Every field of a served run (GET /api/v1/runs/{id}, or a task's ``runs`` item) equals
@@ -449,21 +429,7 @@ class AcceptanceLibrary:
         | `Run Answer Should Agree With Run Info On Disk`    ${resp}
         """
         body = self.get_json_of_answer(response, rule="run-info-agrees")
-        served = [body] if "run_id" in body else body.get("runs") or []
-        if not served:
-            raise behaviour.departure(
-                "the answer holds no run", "run-info-agrees", evidence.describe_exchange(response)
-            )
-        problems = []
-        for run in served:
-            _, _, info = self._run_info(
-                run.get("project_id", ""), run.get("task_id", ""), run.get("run_id", "")
-            )
-            problems += behaviour.run_disagreements(run, info, where=f"run {run.get('run_id')}")
-        if problems:
-            raise behaviour.departure(
-                "; ".join(problems), "run-info-agrees", evidence.describe_exchange(response)
-            )
+        ondisk.check_served_runs(self._root("run-info.yaml on disk"), body, evidence=evidence.describe_exchange(response))
 
     @keyword
     def info_answer_should_be_the_file_on_disk(self, response: requests.Response, project_id: str, task_id: str,
@@ -473,11 +439,8 @@ class AcceptanceLibrary:
         Example:
         | `Info Answer Should Be The File On Disk`    ${resp}    ${PROJECT}    ${task}    ${run}
         """
-        path, data, _ = self._run_info(project_id, task_id, run_id)
-        if (response.content or b"") != data:
-            raise behaviour.departure(f"the body differs from {path} ({len(data)} bytes: "
-                                      f"{evidence.excerpt(data, 300)})", "run-info-agrees",
-                                      evidence.describe_exchange(response))  # fmt: skip
+        ondisk.check_info_file(self._root("run-info.yaml on disk"), project_id, task_id, run_id, response.content or b"",
+                               evidence=evidence.describe_exchange(response))  # fmt: skip
 
     @keyword
     def info_answer_should_agree_with_run(self, info_response: requests.Response,
@@ -487,12 +450,7 @@ class AcceptanceLibrary:
         Example:
         | `Info Answer Should Agree With Run`    ${info}    ${run}
         """
-        text = (info_response.content or b"").decode("utf-8", "replace")
-        try:
-            info = RunInfo.from_yaml(text)
-        except StorageError as exc:
-            raise behaviour.departure(f"the body is not run-info.yaml: {exc}", "run-info-route",
-                                      evidence.describe_exchange(info_response)) from None  # fmt: skip
+        info = behaviour.served_run_info(info_response.content or b"", evidence=evidence.describe_exchange(info_response))
         run = self.get_json_of_answer(run_response, shape="run")
         problems = behaviour.run_disagreements(run, info, where="GET /api/v1/runs/{id}")
         if problems:
@@ -509,8 +467,8 @@ class AcceptanceLibrary:
         """
         one = self.get_json_of_answer(first, shape="run")
         two = self.get_json_of_answer(second, shape="run")
-        if one != two:
-            changed = sorted(k for k in set(one) | set(two) if one.get(k) != two.get(k))
+        changed = behaviour.changed_fields(one, two)
+        if changed:
             raise behaviour.departure(f"the run changed between two reads ({', '.join(changed)})", "run-info-agrees",
                                       evidence.describe_exchange(first) + "\n" + evidence.describe_exchange(second))  # fmt: skip
 
@@ -524,17 +482,8 @@ class AcceptanceLibrary:
         | `Run File Answer Should Be The File On Disk`    ${resp}    ${PROJECT}    ${task}    ${run}
         """
         body = self.get_json_of_answer(response, shape="run file")
-        files = {"output.md": "output.md", "stdout": "agent-stdout.txt", "stderr": "agent-stderr.txt",
-                 "prompt": "prompt.md"}  # fmt: skip
-        path = runs.run_dir(self._root(f"{name} on disk"), project_id, task_id, run_id) / files[name]
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise behaviour.departure(f"{path} cannot be read: {exc}", "run-file") from None
-        if body["content"] != data.decode("utf-8", "replace") or body["size_bytes"] != len(data):
-            raise behaviour.departure(f"content/size_bytes differ from {path} ({len(data)} bytes: "
-                                      f"{evidence.excerpt(data, 300)})", "run-file",
-                                      evidence.describe_exchange(response))  # fmt: skip
+        ondisk.check_run_file(self._root(f"{name} on disk"), body, project_id, task_id, run_id, name,
+                              evidence=evidence.describe_exchange(response))  # fmt: skip
 
     @keyword
     def task_should_be_done_after_its_run(self, project_id: str, task_id: str, run_id: str) -> None:
@@ -560,9 +509,7 @@ class AcceptanceLibrary:
         Example:
         | `DONE Should Exist For Task`    ${PROJECT}    ${task}
         """
-        path = runs.task_dir(self._root("DONE on disk"), project_id, task_id) / runs.DONE
-        if not path.is_file():
-            raise behaviour.departure(f"{path} does not exist", "task-delete")
+        ondisk.check_done(self._root("DONE on disk"), project_id, task_id)
 
     @keyword
     def bus_file_should_hold_posted_messages(self, project_id: str, task_id: str, *answers: Any) -> None:
@@ -574,23 +521,8 @@ class AcceptanceLibrary:
         Example:
         | `Bus File Should Hold Posted Messages`    ${PROJECT}    ${task}    @{posted}
         """
-        root = self._root("the bus file")
-        path = (
-            bus.task_bus_path(root, project_id, task_id)
-            if task_id
-            else bus.project_bus_path(root, project_id)
-        )
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise behaviour.departure(f"{path} cannot be read: {exc}", "bus-file") from None
-        posted = [behaviour.Posted(msg_id=a["msg_id"], timestamp=a["timestamp"], type=a.get("type") or "USER",
-                                   project_id=a["project_id"], task_id=a.get("task_id", ""),
-                                   run_id=a.get("run_id", ""), body=a["body"]) for a in answers]  # fmt: skip
-        problems = behaviour.bus_file_problems(data, posted)
-        if problems:
-            raise behaviour.departure(f"{path}: " + "; ".join(problems), "bus-file")
-        logger.info(f"{path}: {len(posted)} posted messages found in the bus format ({len(data)} bytes)")
+        path, size = ondisk.check_bus_file(self._root("the bus file"), project_id, task_id, answers)
+        logger.info(f"{path}: {len(answers)} posted messages found in the bus format ({size} bytes)")
 
     # ------------------------------------------------------------------ messages
 
@@ -628,15 +560,10 @@ class AcceptanceLibrary:
             params = {"project_id": p["project_id"], "task_id": p.get("task_id", ""), "after": p["msg_id"]}
             response = BuiltIn().run_keyword("RequestsLibrary.GET On Session", session, "/api/v1/messages",
                                              params, "anything")  # fmt: skip
-            got = [
-                m.get("msg_id")
-                for m in self._items(response, "messages", "messages-after")
-                if isinstance(m, dict)
-            ]
-            if response.status_code != 200 or got != ids[i + 1 :]:
-                raise behaviour.departure(f"after {p['msg_id']} (message {i + 1} of {len(ids)}) the answer lists "
-                                          f"{got}, expected {ids[i + 1:]}", "messages-after",
-                                          evidence.describe_exchange(response))  # fmt: skip
+            problem = behaviour.after_cursor_problem(ids, i, self._items(response, "messages", "messages-after"))
+            if response.status_code != 200 and not problem:
+                problem = f"after {p['msg_id']} the answer is {response.status_code}, documented 200"
+            self._fail_with(problem, "messages-after", response)
         logger.info(f"each of {len(ids)} cursors answered exactly the messages posted after it")
 
     @keyword
@@ -659,11 +586,8 @@ class AcceptanceLibrary:
         Example:
         | ${scrape} =    `Get Metrics Of Answer`    ${resp}
         """
-        ctype = response.headers.get("Content-Type", "")
-        if response.status_code != 200 or not ctype.replace(" ", "").startswith("text/plain;version=0.0.4"):
-            raise behaviour.departure(f"answered {response.status_code} {ctype!r}, documented 200 "
-                                      "text/plain; version=0.0.4", "metrics",
-                                      evidence.describe_exchange(response))  # fmt: skip
+        problem = behaviour.metrics_answer_problem(response.status_code, response.headers.get("Content-Type", ""))
+        self._fail_with(problem, "metrics", response)
         return behaviour.parse_prometheus((response.content or b"").decode("utf-8", "replace"))
 
     @keyword
@@ -686,14 +610,10 @@ class AcceptanceLibrary:
         Example:
         | `Metric Should Have Moved By`    ${before}    ${after}    conductor_api_requests_total{method="POST",status="201"}    3    rule=metrics-requests
         """
-        old, new = before.value(series), after.value(series)
-        change = new - old
-        ok = change >= amount if at_least else change == amount
-        logger.info(f"{series}: {old:g} -> {new:g} (moved by {change:g})")
-        if not ok:
-            expected = f"at least {amount}" if at_least else f"exactly {amount}"
-            raise behaviour.departure(f"{series} moved by {change:g} (from {old:g} to {new:g}), expected {expected}",
-                                      rule)  # fmt: skip
+        change, problem = behaviour.moved_problem(before, after, series, amount, at_least=at_least)
+        logger.info(f"{series}: {before.value(series):g} -> {after.value(series):g} (moved by {change:g})")
+        if problem:
+            raise behaviour.departure(problem, rule)
         return change
 
     # ------------------------------------------------------------------ CORS

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..formats import bus
-from ..formats.runs import RunInfo
+from ..formats.runs import RunInfo, StorageError
 
 DOC = "docs/api-behaviour.md"
 
@@ -355,6 +355,37 @@ def all_have_problems(items: Sequence[Any], field: str, expected: str) -> list[s
             f"{sorted({str(o) for o in other})[:5]}"]  # fmt: skip
 
 
+def header_problem(headers: Mapping[str, str], header: str, expected: str) -> str:
+    """Why the answer's ``header`` is not ``expected`` (compared without case; a media type's parameters
+    must match too); '' when it is. ``headers`` look names up without case (requests' answers do)."""
+    value = headers.get(header)
+    if value is None or value.strip().lower() != expected.strip().lower():
+        return f"{header} is {'missing' if value is None else repr(value)}, expected {expected!r}"
+    return ""
+
+
+def request_id_problem(value: str | None, expected: str = "") -> str:
+    """Why ``X-Request-ID`` is not ``expected`` (the one sent) or, without it, not a generated
+    ``req-<unix ns>-<hex>``; '' when it is."""
+    ok = value == expected if expected else bool(value and REQUEST_ID.match(value))
+    if ok:
+        return ""
+    return f"X-Request-ID is {value!r}, expected {repr(expected) if expected else 'a generated req-<unix ns>-<hex>'}"
+
+
+def changed_fields(one: Mapping[str, Any], two: Mapping[str, Any]) -> list[str]:
+    """The keys whose values differ between two JSON objects (a key missing on one side counts)."""
+    return sorted(k for k in set(one) | set(two) if one.get(k) != two.get(k))
+
+
+def after_cursor_problem(ids: Sequence[str], i: int, listed: Sequence[Any]) -> str:
+    """Why the messages listed after cursor ``ids[i]`` are not exactly ``ids[i + 1:]``, in order; '' when they are."""
+    got = [m.get("msg_id") for m in listed if isinstance(m, dict)]
+    if got == list(ids[i + 1 :]):
+        return ""
+    return f"after {ids[i]} (message {i + 1} of {len(ids)}) the answer lists {got}, expected {list(ids[i + 1:])}"
+
+
 def posted_problems(
     listed: Sequence[Any], posted: Sequence[Mapping[str, Any]], fields: Sequence[str]
 ) -> list[str]:
@@ -409,6 +440,14 @@ def same_time(a: str, b: str) -> bool:
         return bus.parse_rfc3339(a) == bus.parse_rfc3339(b)
     except ValueError:
         return False
+
+
+def served_run_info(content: bytes, *, evidence: str = "") -> RunInfo:
+    """The info route's body parsed as run-info.yaml; a departure (run-info-route) when it is not one."""
+    try:
+        return RunInfo.from_yaml(content.decode("utf-8", "replace"))
+    except StorageError as exc:
+        raise departure(f"the body is not run-info.yaml: {exc}", "run-info-route", evidence) from None
 
 
 def run_disagreements(served: Mapping[str, Any], info: RunInfo, *, where: str = "the run") -> list[str]:
@@ -544,6 +583,28 @@ def parse_prometheus(text: str) -> Scrape:
             scrape.problems.append(f"line {n} is NaN: {line[:120]!r}")
         scrape.samples[series_key(m.group(1) + (m.group(2) or ""))] = value
     return scrape
+
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+"""The documented content type of ``GET /metrics`` (Prometheus text format 0.0.4)."""
+
+
+def metrics_answer_problem(status: int, content_type: str) -> str:
+    """Why a ``GET /metrics`` answer is not the documented 200 in :data:`METRICS_CONTENT_TYPE`; '' when it is."""
+    if status == 200 and content_type.replace(" ", "").startswith(METRICS_CONTENT_TYPE.replace(" ", "")):
+        return ""
+    return f"answered {status} {content_type!r}, documented 200 {METRICS_CONTENT_TYPE}"
+
+
+def moved_problem(before: Scrape, after: Scrape, series: str, amount: float, *, at_least: bool = False) -> tuple[float, str]:
+    """How far ``series`` moved between two scrapes, and why that is not exactly ``amount`` (at least
+    ``amount`` with ``at_least``); ('' when it is)."""
+    old, new = before.value(series), after.value(series)
+    change = new - old
+    if (change >= amount) if at_least else (change == amount):
+        return change, ""
+    expected = f"at least {amount:g}" if at_least else f"exactly {amount:g}"
+    return change, f"{series} moved by {change:g} (from {old:g} to {new:g}), expected {expected}"
 
 
 METRIC_FAMILIES = {

@@ -9,7 +9,8 @@
 #                               two SUTs in one interleaved (ABBA) run: the ratio B/A of every figure
 #   make test                   the project's unit tests (pytest)
 #   make perf-tools             Linux perf, for the CPU hot spots of a conductor-loop build (apt)
-#   make perf KEEP_DATA=1       keep the SUT's and benchmarks' scratch data (runs roots, bus files)
+#   make perf KEEP_DATA=1       keep the SUT's and benchmarks' scratch data (runs roots, bus files);
+#                               make compare and make swarm take KEEP_DATA=1 too
 #   make prune KEEP=5           remove all but the 5 newest run directories (history.jsonl stays)
 #   make swarm SCENARIO=bus WORKERS=10
 #                               one target with its load from WORKERS pabot processes (swarm/, README "Swarms")
@@ -58,11 +59,12 @@ prune: $(STAMP)
 # unless PROFILE is given on the command line or in the environment
 compare: $(STAMP)
 	$(BIN)/python -m conductor_perf.compare --a "$(A)" --b "$(B)" $(if $(SUITES),--suites "$(SUITES)") \
-	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE)) $(ARGS)
+	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE)) \
+	  $(RUN_OPTS) $(ARGS)
 
 # one target, its load from WORKERS pabot processes against one SUT (SCENARIO: bus, bus-http, api, tasks, sse)
 swarm: $(STAMP)
-	$(BIN)/python -m conductor_perf.swarm --scenario $(SCENARIO) --workers $(WORKERS) --profile $(PROFILE) $(ARGS)
+	$(BIN)/python -m conductor_perf.swarm --scenario $(SCENARIO) --workers $(WORKERS) --profile $(PROFILE) $(RUN_OPTS) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -503,25 +503,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     comparison = build_comparison(plan, rounds, compare_id)
     rc = finish(directory, comparison, plan)
     _print_result(directory, comparison)
-    _clean_up(directory, rounds, keep=args.keep_data)
+    from . import housekeeping
+
+    # every round's scratch data, once the last round has measured (never between rounds: a deletion
+    # would slow the next round's file creation on some file systems)
+    print(housekeeping.finish(directory, keep=args.keep_data, runs=[directory / r.directory for r in rounds],
+                              label="comparison folder"), flush=True)  # fmt: skip
     return 253 if interrupted else rc
-
-
-def _clean_up(directory: Path, rounds: Sequence[Round], *, keep: bool) -> None:
-    """Remove every round's scratch data once the last round has measured (never between rounds: a
-    deletion would slow the next round's file creation on some file systems)."""
-    from .housekeeping import MB, remove_scratch, tree_size
-
-    if keep:
-        print(f"comparison folder {tree_size(directory) / MB:.1f} MB, scratch data kept (--keep-data)", flush=True)
-        return
-    before = tree_size(directory)
-    problems: list[str] = []
-    for rnd in rounds:
-        if (directory / rnd.directory).is_dir():
-            problems += remove_scratch(directory / rnd.directory).problems
-    print(f"comparison folder {tree_size(directory) / MB:.1f} MB (was {before / MB:.1f} MB: every round's scratch "
-          f"data removed{'; ' + problems[0] if problems else ''})", flush=True)  # fmt: skip
 
 
 def _print_result(directory: Path, comparison: Comparison) -> None:

@@ -8,7 +8,8 @@ A run writes two kinds of files under ``results/<run-id>/``:
   root (its task buses hold half a million benchmark messages), the storage benchmarks' runs, the
   file-system probe's folders. Whoever creates scratch notes it with :func:`note_scratch` (a line
   in ``<run>/scratch.txt``); :func:`remove_scratch` deletes it when the run has ended, after the
-  last measurement, unless the user keeps it (``--keep-data``).
+  last measurement, unless the user keeps it (``--keep-data``). :func:`finish` is that end for
+  every runner (``make perf``, a comparison's rounds, a swarm), with the run directory's size.
 
 Nothing is deleted *during* a run: on some file systems (ext4 without a journal) creating files
 stays slow for about a minute after many were deleted, which would show in the figures of the
@@ -34,6 +35,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,10 +132,11 @@ class Cleanup:
     compressed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    label: str = "run directory"
 
     def summary(self) -> str:
         """One line: sizes before and after, what went, how long it took."""
-        text = (f"run directory {self.size_after / MB:.1f} MB (was {self.size_before / MB:.1f} MB; removed "
+        text = (f"{self.label} {self.size_after / MB:.1f} MB (was {self.size_before / MB:.1f} MB; removed "
                 f"{len(self.removed)} scratch folder(s), compressed {len(self.compressed)} log(s) in "
                 f"{self.elapsed_s:.1f} s)")  # fmt: skip
         if self.problems:
@@ -160,6 +163,40 @@ def remove_scratch(run_dir: str | os.PathLike[str], *, compress: bool = True) ->
     result.size_after = tree_size(base)
     result.elapsed_s = time.monotonic() - started
     return result
+
+
+def finish(directory: str | os.PathLike[str], *, keep: bool, runs: Iterable[str | os.PathLike[str]] = (),
+           label: str = "run directory") -> str:  # fmt: skip
+    """The end of a run: remove the scratch data of ``runs`` (default: ``directory`` itself, else each
+    run inside it, e.g. a comparison's rounds) and compress their large logs, unless ``keep``
+    (``--keep-data``); returns one line with the size of ``directory``.
+
+    Call it once nothing measures any more (see the module doc). Problems are in the line, never raised.
+
+    Example::
+
+        print(finish("results/20261205-105118-4242", keep=False))
+        # run directory 3.2 MB (was 14.6 MB; removed 1 scratch folder(s), compressed 1 log(s) in 0.2 s)
+    """
+    base = Path(directory).resolve()
+    if keep:
+        return f"{label} {tree_size(base) / MB:.1f} MB, scratch data kept (--keep-data)"
+    started = time.monotonic()
+    total = Cleanup(base, size_before=tree_size(base), label=label)
+    for run in [Path(r) for r in runs] or [base]:
+        if not run.is_dir():
+            continue
+        try:
+            part = remove_scratch(run)
+        except OSError as exc:
+            total.problems.append(f"{run}: {exc}")
+            continue
+        total.removed += part.removed
+        total.compressed += part.compressed
+        total.problems += part.problems
+    total.size_after = tree_size(base)
+    total.elapsed_s = time.monotonic() - started
+    return total.summary()
 
 
 def _remove(path: Path) -> list[str]:

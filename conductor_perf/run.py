@@ -340,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one clear line, keep robot's exit code
         print(f"conductor-perf: could not write the run report: {exc}", file=sys.stderr)
         rc = rc or 1
-    _clean_up(out, keep=args.keep_data)
+    from .housekeeping import finish
+
+    print(finish(out, keep=args.keep_data), flush=True)  # the last measurement is over
     return rc
 
 
@@ -355,19 +357,6 @@ def root_suite_name(output_xml: Path) -> str:
     except (OSError, ET.ParseError):
         return ""
     return ""
-
-
-def _clean_up(out: Path, *, keep: bool) -> None:
-    """Remove the finished run's scratch data and compress its logs (the last measurement is over)."""
-    from .housekeeping import MB, remove_scratch, tree_size
-
-    if keep:
-        print(f"run directory {tree_size(out) / MB:.1f} MB, scratch data kept (--keep-data)", flush=True)
-        return
-    try:
-        print(remove_scratch(out).summary(), flush=True)
-    except OSError as exc:
-        print(f"conductor-perf: could not remove the run's scratch data: {exc}", file=sys.stderr)
 
 
 def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: dict[str, str]) -> int:

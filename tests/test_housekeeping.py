@@ -82,6 +82,23 @@ def test_remove_scratch_keeps_reports_and_compresses_large_logs(tmp_path: Path) 
     assert housekeeping.remove_scratch(run).removed == []  # twice is harmless
 
 
+def test_finish_cleans_a_run_or_each_run_inside_a_folder_and_says_its_size(tmp_path: Path) -> None:
+    runs = [_run_dir(tmp_path / "cmp", f"rounds/0{i}-A") for i in (1, 2)]
+    for run in runs:
+        housekeeping.note_scratch(run, "sut-1/root")
+    kept = housekeeping.finish(tmp_path / "cmp", keep=True, runs=runs, label="comparison folder")
+    assert kept.startswith("comparison folder ") and kept.endswith(" MB, scratch data kept (--keep-data)")
+    assert all((run / "sut-1" / "root").is_dir() for run in runs)
+    line = housekeeping.finish(tmp_path / "cmp", keep=False, runs=[*runs, tmp_path / "cmp" / "missing"],
+                               label="comparison folder")  # fmt: skip
+    assert line.startswith("comparison folder ") and "removed 2 scratch folder(s)" in line
+    assert not any((run / "sut-1" / "root").exists() for run in runs)
+    assert all((run / "output.xml").is_file() for run in runs)
+    one = _run_dir(tmp_path, "r1")
+    housekeeping.note_scratch(one, "sut-1/root")
+    assert "run directory" in housekeeping.finish(one, keep=False) and not (one / "sut-1" / "root").exists()
+
+
 def test_small_logs_stay_as_they_are(tmp_path: Path) -> None:
     (tmp_path / "a.log").write_text("short\n", encoding="utf-8")
     assert housekeeping.compress_logs(tmp_path) == ([], [])

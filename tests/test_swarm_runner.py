@@ -81,7 +81,9 @@ def test_tiny_bus_swarm_merges_every_worker_exactly(tmp_path: Path) -> None:
     workers = ET.parse(run_dir / "workers" / "output.xml").getroot()
     assert sorted(s.get("name") for s in workers.iter("suite") if s.get("source")) == ["Bus Worker w01",
                                                                                        "Bus Worker w02"]  # fmt: skip
-    assert not list(tmp_path.glob("swarm-2*/sut-*/root/**/*.pid"))
+    assert not list(run_dir.glob("sut-*/root")), "the SUT's runs root (the workers' bus files) is scratch"
+    assert list(run_dir.glob("sut-*/conductor.log*")), "the SUT's log stays"
+    assert "run directory" in proc.stdout and "removed 1 scratch folder(s)" in proc.stdout
 
 
 def _board(host: str) -> tuple[subprocess.Popen, int]:

@@ -12,7 +12,9 @@
    file per worker names it), all at once; workers on other hosts join with ``join``;
    Robot options after ``--`` go to the coordinator (e.g. ``--variable BUS_MIN_MSG_PER_S:2000``);
 4. merges both logs into ``results/swarm-<run-id>/log.html`` and writes ``metrics.json`` and
-   ``summary.md``; stops what it started. The exit code is non-zero when any test failed.
+   ``summary.md``; stops what it started and removes the scratch data (the runs root of the SUT
+   it started, with the workers' bus files and runs) unless ``--keep-data``, saying the run
+   folder's size. The exit code is non-zero when any test failed.
 
 **join** (another host): claims ``--workers`` names of the current swarm run on ``--pabotlib``
 and runs them as pabot processes against the same PabotLib server; the SUT's URL and runs root
@@ -35,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import housekeeping
 from .. import target as sut
 from .board import BoardError, PabotLibBoard, parse_uri
 from .protocol import BARRIER_TIMEOUT_S, Swarm, SwarmError
@@ -96,6 +99,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binary", default=os.environ.get("CONDUCTOR_BINARY", ""), help="start this conductor-loop build")
     p.add_argument("--results", default=str(REPO / "results"), help="results root (default: results/)")
     p.add_argument("--run-id", default="", help="name of the run folder and the swarm run")
+    p.add_argument("--keep-data", action="store_true",
+                   help="keep the scratch data (the runs root of the SUT this run starts) when the run ends")  # fmt: skip
 
 
 def preflight(args: argparse.Namespace) -> str:
@@ -282,12 +287,13 @@ def _wait_all(procs: dict[str, subprocess.Popen], limit_s: float) -> dict[str, i
 def _start_sut(args: argparse.Namespace, out: Path) -> sut.Target:
     if args.url:
         return sut.attach(args.url, root=args.root or None, api_key=args.api_key)
+    sut_dir = out / f"sut-{os.getpid()}"
+    housekeeping.note_scratch(out, sut_dir / "root")  # the workers' bus files and runs; the SUT's log stays
     if args.binary:
         from ..binary import start_binary
 
-        return start_binary(args.binary, sut_dir=out / f"sut-{os.getpid()}", api_key=args.api_key)
-    return sut.start_embedded(root=out / f"sut-{os.getpid()}" / "root", log_dir=out / f"sut-{os.getpid()}",
-                              api_key=args.api_key)  # fmt: skip
+        return start_binary(args.binary, sut_dir=sut_dir, api_key=args.api_key)
+    return sut.start_embedded(root=sut_dir / "root", log_dir=sut_dir, api_key=args.api_key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -358,6 +364,7 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.suppress(Exception):
         summary = finalize(out, profile=args.profile, sut=target.describe() if target else None)
         print(summary, flush=True)
+    print(housekeeping.finish(out, keep=args.keep_data), flush=True)  # every worker has finished
     bad = {k: v for k, v in codes.items() if v}
     if bad:
         print("conductor-perf swarm: " + ", ".join(f"{k} exited with {v}" for k, v in bad.items())

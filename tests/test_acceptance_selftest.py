@@ -31,18 +31,18 @@ EXPECTED = {
                                                   "sent nothing back (it hangs)", "request: GET {url}api/v1/runs/hang"],
     "An Answer Cut Off Fails With What Arrived": ["the answer was cut off (21 bytes read, 979 more announced)",
                                                   '{"run_id":"2026010100'],
-    "A Dripping Answer Fails At The Deadline": ["still incomplete after 2 s", "the server drips or hangs"],
+    "A Dripping Answer Fails At The Deadline": ["still incomplete after 1.5 s", "the server drips or hangs"],
     "A Closed Connection Fails With The Request": ["the server closed the connection without an answer",
                                                    "request: GET {url}api/v1/runs/closed"],
     "Polling A Hanging Server Fails Within The Wait": ["failed after retrying", "no answer within 1 s"],
     "A Truncated Stream Fails With The Events Received": ["expected a status with status=completed event: the "
                                                           "stream ended first", "2 events received:",
                                                           "log[s=1;e=0]", "stream ended:"],
-    "A Silent Stream Fails Within Its Timeout": ["expected 1 non-heartbeat events: not within 2 s",
+    "A Silent Stream Fails Within Its Timeout": ["expected 1 non-heartbeat events: not within 1 s",
                                                  "no events received", "stream still open"],
     "A Stream Answering HTML Fails With The Content Type": ["instead of text/event-stream",
                                                             "request: GET {url}api/v1/runs/html/stream"],
-    "A Stream Without An Answer Head Fails Within Its Timeout": ["no answer head within 2 s (the server hangs)"],
+    "A Stream Without An Answer Head Fails Within Its Timeout": ["no answer head within 1 s (the server hangs)"],
     "A Refused Stream Fails With The Answer": ["the stream was refused with 500", '"stream exploded"'],
     "A Wrong Shape Fails With The Departure": ['the task departs from its documented shape: "last_activity" is missing; "runs" is missing',
                                                "documented (docs/api-behaviour.md#task-list)",
@@ -60,8 +60,8 @@ def result(tmp_path_factory: pytest.TempPathFactory):
         cmd = [sys.executable, "-m", "robot", "--outputdir", str(out), "--log", "NONE", "--report", "NONE",
                "--pythonpath", str(REPO / "libraries"), "--variable", f"CONDUCTOR_URL:{sut.url}",
                "--variable", f"RESULTS_DIR:{out}", "--variable", "ACCEPT_HTTP_TIMEOUT:1 s",
-               "--variable", "ACCEPT_HTTP_DEADLINE:2 s", "--variable", "ACCEPT_STREAM_TIMEOUT:2 s",
-               "--variable", "ACCEPT_RUN_TIMEOUT:3 s", "--variable", "ACCEPT_POLL_INTERVAL:0.5 s", str(SUITE)]  # fmt: skip
+               "--variable", "ACCEPT_HTTP_DEADLINE:1.5 s", "--variable", "ACCEPT_STREAM_TIMEOUT:1 s",
+               "--variable", "ACCEPT_RUN_TIMEOUT:2 s", "--variable", "ACCEPT_POLL_INTERVAL:0.5 s", str(SUITE)]  # fmt: skip
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=100)
         url = sut.url
     assert (out / "output.xml").exists(), proc.stdout + proc.stderr

@@ -102,7 +102,7 @@ def test_calibration_end_to_end_against_a_hello_server(tmp_path, capsys):
 def test_throughput_only_with_another_checkouts_generator(tmp_path, capsys):
     out = tmp_path / "calibration.json"
     repo = str(cal.__file__).rsplit("/conductor_perf/", 1)[0]  # this checkout stands in for another one
-    code = cal.main(["--hello", "--duration", "1", "--rounds", "2", "--connections", "4", "--throughput-only",
+    code = cal.main(["--hello", "--duration", "1", "--rounds", "1", "--connections", "4", "--throughput-only",
                      "--other-generator", repo, "--json", str(out)])  # fmt: skip
     assert code in (0, 1)
     result = json.loads(out.read_text())

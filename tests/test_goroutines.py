@@ -62,7 +62,7 @@ def test_a_dump_of_a_process_that_is_gone_or_writes_none_is_one_line(tmp_path: P
         proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=err)
     try:
         with pytest.raises(GoroutineDumpError, match=r"status -3 after SIGQUIT but .* holds no goroutine dump"):
-            goroutine_dump(proc.pid, log, timeout=10)
+            goroutine_dump(proc.pid, log, timeout=2)
     finally:
         proc.kill()
         proc.wait()

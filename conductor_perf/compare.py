@@ -43,11 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import housekeeping
 from .comparison import COMPARE_JSON, Comparison, Round, abba_order, compare_rounds
 from .environment import SutIdentity, load_avg, machine_info
 from .faults import UNEXPECTED_EXIT
 from .records import ResultsError, RunResults, new_run_id, utc_now, write_text_atomic
-from .run import CHART_TAG, PROFILES, REPO, robot_command
+from .run import CHART_TAG, PROFILES, REPO, robot_command, robot_env, split_robot_args
 from .stats import u_critical
 
 DEFAULT_SUITES = ("api",)
@@ -186,10 +187,7 @@ def select_suites(words: Sequence[str], suite_dir: Path = SUITE_DIR) -> list[str
 
 
 def _robot_env(results: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    env.update(CONDUCTOR_PERF_RESULTS=str(results), CONDUCTOR_PERF_FINALIZE="runner")
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    return env
+    return robot_env(results, {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV})
 
 
 def round_command(plan: dict[str, Any], spec: SutSpec, out: Path, *, name: str, doc: str,
@@ -438,11 +436,7 @@ def finish(directory: Path, comparison: Comparison, plan: dict[str, Any]) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    robot_args: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, robot_args = argv[:i], argv[i + 1 :]
+    argv, robot_args = split_robot_args(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     try:
         if args.report:
@@ -471,10 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     directory.mkdir(parents=True)
     plan["created"] = utc_now()
     write_text_atomic(directory / PLAN_FILE, json.dumps(plan, indent=1) + "\n")
-    latest = results / "latest-compare"
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(compare_id)
+    housekeeping.link_latest(results, compare_id, "latest-compare")
     print(f"comparison: {directory}", flush=True)
     k, _ = u_critical(plan["rounds"], plan["rounds"], plan["confidence"])
     if not k:
@@ -503,8 +494,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     comparison = build_comparison(plan, rounds, compare_id)
     rc = finish(directory, comparison, plan)
     _print_result(directory, comparison)
-    from . import housekeeping
-
     # every round's scratch data, once the last round has measured (never between rounds: a deletion
     # would slow the next round's file creation on some file systems)
     print(housekeeping.finish(directory, keep=args.keep_data, runs=[directory / r.directory for r in rounds],

@@ -69,6 +69,19 @@ def tree_size(path: str | os.PathLike[str]) -> int:
     return total + st.st_blocks * 512
 
 
+def link_latest(results_root: str | os.PathLike[str], name: str, link: str = LATEST) -> bool:
+    """Point ``<results_root>/<link>`` (``latest``, ``latest-compare``, ``swarm-latest``) at the run folder
+    ``name`` beside it; ``False`` when the file system refused (the run goes on without the link)."""
+    path = Path(results_root) / link
+    try:
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.symlink_to(name)
+    except OSError:
+        return False
+    return True
+
+
 def note_scratch(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     """Mark ``path`` (inside ``run_dir``; a ``*`` pattern is allowed) as scratch removed at the run's end.
 

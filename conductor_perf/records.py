@@ -77,7 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from conductor_perf import environment
-from conductor_perf.verdict import Target, parse_target, unit_direction
+from conductor_perf.verdict import Target, finite, parse_target, unit_direction
 
 __all__ = [
     "METRICS_FILE",
@@ -137,16 +137,6 @@ def json_clean(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
-def _num(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 # --------------------------------------------------------------------------------------------------
 # records
 
@@ -183,7 +173,7 @@ class MetricRecord:
             str(self.metric),
             str(self.unit or ""),
         )
-        self.value = _num(self.value)
+        self.value = finite(self.value)
         if isinstance(self.target, Target):
             self.target = str(self.target)
         elif self.target is not None and not isinstance(self.target, str):
@@ -195,13 +185,13 @@ class MetricRecord:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {self.verdict!r}")
         self.message = str(self.message or "")
         if self.samples is not None:
-            self.samples = [f for f in (_num(s) for s in self.samples) if f is not None]
+            self.samples = [f for f in (finite(s) for s in self.samples) if f is not None]
         if self.series is not None:
             self.series = {
                 str(name): [
                     [float(p[0]), float(p[1])]
                     for p in pts
-                    if _num(p[0]) is not None and _num(p[1]) is not None
+                    if finite(p[0]) is not None and finite(p[1]) is not None
                 ]
                 for name, pts in self.series.items()
             }

@@ -17,12 +17,14 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .formats.agentenv import STYLES
 
 REPO = Path(__file__).resolve().parent.parent
-PROFILES = ("default", *sorted(p.stem for p in (REPO / "resources" / "profiles").glob("*.yaml")))
+PROFILES_DIR = REPO / "resources" / "profiles"
+PROFILES = ("default", *sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
 TARGETS = REPO / "resources" / "targets.resource"
 CHART_TAG = "chart"
 """Keyword tag of the keywords that log charts (``libraries/_perf_base.CHART_TAG``): log.html opens them."""
@@ -127,7 +129,7 @@ def robot_command(args: argparse.Namespace, out: Path, extra: list[str], environ
     if "soak" not in args.include:  # long soak tests only when asked for (an exclude would beat the include)
         cmd += ["--exclude", "soak"]
     if args.profile != "default":
-        cmd += ["--variablefile", str(REPO / "resources" / "profiles" / f"{args.profile}.yaml")]
+        cmd += ["--variablefile", str(PROFILES_DIR / f"{args.profile}.yaml")]
     for name, value in (
         ("CONDUCTOR_URL", args.url),
         ("CONDUCTOR_ROOT", args.root),
@@ -294,17 +296,33 @@ def _binary_problem(args: argparse.Namespace, environ: dict[str, str]) -> str:
     return ""
 
 
+def split_robot_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A runner's command line split at its first ``--``: (the runner's options, robot's options after it)."""
+    words = list(argv)
+    if "--" not in words:
+        return words, []
+    i = words.index("--")
+    return words[:i], words[i + 1 :]
+
+
+def robot_env(results: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a run's Robot processes: ``base`` (default: this one's) with the run's results
+    folder, the report left to the runner, and this interpreter's scripts (the venv) first on PATH:
+    pabot starts ``robot`` by name."""
+    env = dict(os.environ if base is None else base)
+    env.update(CONDUCTOR_PERF_RESULTS=str(results), CONDUCTOR_PERF_FINALIZE="runner")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    argv, extra = split_robot_args(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     problem = preflight(args, extra)
     if problem:
         print(f"conductor-perf: {problem}", file=sys.stderr)
         return 2
+    from .housekeeping import finish, link_latest
     from .records import new_run_id
     from .report import finalize
 
@@ -312,15 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     run_id = args.run_id or new_run_id()
     out = results_root / run_id
     out.mkdir(parents=True, exist_ok=True)
-    latest = results_root / "latest"
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(run_id)
-    env = dict(os.environ, CONDUCTOR_PERF_RESULTS=str(out), CONDUCTOR_PERF_FINALIZE="runner")
+    link_latest(results_root, run_id)
+    env = robot_env(out)
     if args.agent_env:
         env["CONDUCTOR_AGENT_ENV"] = args.agent_env  # read by the reference conductor (a real build ignores it)
-    # pabot starts `robot` by name: make this interpreter's scripts (the venv) come first on PATH
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     cmd = robot_command(args, out, extra)
     print(f"results: {out}", flush=True)
     print(" ".join(cmd), flush=True)
@@ -340,8 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one clear line, keep robot's exit code
         print(f"conductor-perf: could not write the run report: {exc}", file=sys.stderr)
         rc = rc or 1
-    from .housekeeping import finish
-
     print(finish(out, keep=args.keep_data), flush=True)  # the last measurement is over
     return rc
 

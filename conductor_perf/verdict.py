@@ -42,6 +42,7 @@ __all__ = [
     "Target",
     "TargetMissed",
     "compare",
+    "finite",
     "fmt",
     "format_number",
     "format_target",
@@ -200,7 +201,8 @@ def _operator(op: str) -> str:
     return canonical
 
 
-def _finite(v: Any) -> float | None:
+def finite(v: Any) -> float | None:
+    """``v`` as a finite float; ``None`` for ``None``, booleans, text that is no number, NaN and infinities."""
     if v is None or isinstance(v, bool):
         return None
     try:
@@ -248,7 +250,7 @@ class Target:
 
     def check(self, value: float | None, unit: str = "") -> bool | None:
         """Whether ``value`` (in ``unit``) meets the target; None when it cannot be judged."""
-        v, t = _finite(value), self.threshold_in(unit)
+        v, t = finite(value), self.threshold_in(unit)
         if v is None or t is None:
             return None
         return OPERATORS[self.op](v, t)
@@ -258,7 +260,7 @@ class Target:
 
         ``> 1000 msg/s`` measured 1500 → 1.5; ``< 50 ms`` measured 25 → 2.0.
         """
-        v, t = _finite(value), self.threshold_in(unit)
+        v, t = finite(value), self.threshold_in(unit)
         if v is None or t is None or self.higher_is_better is None:
             return None
         if self.higher_is_better:

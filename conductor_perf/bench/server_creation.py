@@ -23,7 +23,6 @@ import asyncio
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +30,10 @@ from ..formats import runs
 from ..measure.histogram import LatencyHistogram
 from ..measure.rawhttp import HttpConnection, Request
 from ..target import Target
-from .storage_bench import CreationResult
+from .storage_bench import CreationResult, ProgressFn, RateTimeline
 
 PROJECT = "perf-server-runs"
 DISABLE_FLAG = "--disable-task-start"
-ProgressFn = Callable[[float, int, float], None]
 
 
 @dataclass
@@ -76,11 +74,11 @@ async def _submit(target: Target, root: Path, *, duration: float, max_runs: int,
     errors: list[str] = []
     created: list[Path] = []
     missing = 0
-    timeline: list[tuple[float, int]] = []
     stamp = f"{time.time_ns() % 10**6:06d}"
     perf = time.perf_counter_ns
     await conn.connect()  # the connection is not part of any run's time
-    start = last = last_progress = time.monotonic()
+    start = time.monotonic()
+    timeline = RateTimeline(start, on_progress, progress_every)
     n = 0
     try:
         while n < max_runs and time.monotonic() - start < duration:
@@ -114,20 +112,14 @@ async def _submit(target: Target, root: Path, *, duration: float, max_runs: int,
             hist.record_us((perf() - t0) / 1000)
             created.append(run_dir)
             n += 1
-            now = time.monotonic()
-            if now - last >= 1.0:
-                timeline.append((round(now - start, 3), n))
-                last = now
-            if on_progress and now - last_progress >= progress_every:
-                on_progress(now - start, n, n / (now - start))
-                last_progress = now
+            timeline.tick(time.monotonic(), n)
     finally:
         await conn.close()
     wall = time.monotonic() - start
     span = max(duration, wall) if n < max_runs else wall
     written = sum(1 for d in created if (d / runs.RUN_INFO).exists())
     return ServerCreationResult(runs=n, duration_s=span, rate=n / span if span else 0.0, latency=hist.summary(),
-                                histogram=hist.encode(), timeline=timeline, statuses=dict(statuses),
+                                histogram=hist.encode(), timeline=timeline.points, statuses=dict(statuses),
                                 run_dirs_missing=missing, run_info_written=written, errors=errors)  # fmt: skip
 
 

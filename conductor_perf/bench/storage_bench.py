@@ -62,6 +62,33 @@ def remove_created(root: str | os.PathLike[str], project: str, prefix: str, coun
         shutil.rmtree(runs.task_dir(root, project, f"{prefix}-{i}"), ignore_errors=True)
 
 
+class RateTimeline:
+    """Runs created so far: a point once a second (the rate chart) and ``on_progress`` every ``progress_every`` s.
+
+    Example::
+
+        tl = RateTimeline(time.monotonic(), on_progress, 2.0)
+        tl.tick(time.monotonic(), runs_so_far)
+        tl.points   # [(1.0, 812), (2.0, 1630), ...]
+    """
+
+    def __init__(self, start: float, on_progress: ProgressFn | None = None, progress_every: float = 2.0) -> None:
+        self.start = start
+        self.points: list[tuple[float, int]] = []
+        self.on_progress = on_progress
+        self.progress_every = progress_every
+        self._last = self._last_progress = start
+
+    def tick(self, now: float, n: int) -> None:
+        """``n`` runs created by ``now`` (``time.monotonic()``)."""
+        if now - self._last >= 1.0:
+            self.points.append((round(now - self.start, 3), n))
+            self._last = now
+        if self.on_progress and now - self._last_progress >= self.progress_every:
+            self.on_progress(now - self.start, n, n / (now - self.start))
+            self._last_progress = now
+
+
 def creation_rate(
     root: str | os.PathLike[str],
     *,
@@ -81,9 +108,8 @@ def creation_rate(
     perf = time.perf_counter_ns
     start = time.monotonic()
     stop = start + duration
-    last = last_progress = start
+    timeline = RateTimeline(start, on_progress, progress_every)
     n = 0
-    timeline: list[tuple[float, int]] = []
     prefix = f"task-rate-{os.getpid()}-{time.time_ns() % 10**9}"
     try:
         while n < max_runs:
@@ -94,17 +120,12 @@ def creation_rate(
             runs.create_run(root, _info(project, f"{prefix}-{n}", ids.next()))
             hist.record_us((perf() - t0) / 1000)
             n += 1
-            if now - last >= 1.0:
-                timeline.append((round(now - start, 3), n))
-                last = now
-            if on_progress and now - last_progress >= progress_every:
-                on_progress(now - start, n, n / (now - start))
-                last_progress = now
+            timeline.tick(now, n)
     finally:
         if remove:
             remove_created(root, project, prefix, n + 1)
     return CreationResult(runs=n, duration_s=duration, rate=n / duration, latency=hist.summary(),
-                          histogram=hist.encode(), timeline=timeline)  # fmt: skip
+                          histogram=hist.encode(), timeline=timeline.points)  # fmt: skip
 
 
 def creation_burst(

@@ -233,14 +233,10 @@ class ResponseParser:
         while True:
             state = self._state
             if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD_BYTES:
-                        raise HttpProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
+                interim = self._read_head()
+                if interim is None:
                     return None
-                head = bytes(buf[:end]).decode("latin-1")
-                del buf[: end + 4]
-                if self._parse_head(head):
+                if interim:
                     continue  # a 1xx interim response: read the next head
                 if self._state == _DONE:
                     return self._response()
@@ -275,6 +271,19 @@ class ResponseParser:
                 return None
             else:  # _DONE
                 return None
+
+    def _read_head(self) -> bool | None:
+        """Parse the next response head in the buffer (the body state is set): ``None`` while it is not
+        complete, ``True`` for a 1xx interim response (another head follows), ``False`` for the final one."""
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD_BYTES:
+                raise HttpProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
+            return None
+        text = bytes(buf[:end]).decode("latin-1")
+        del buf[: end + 4]
+        return self._parse_head(text)
 
     def _chunk_size(self) -> bool:
         """Read a chunk-size line (the next state is set); ``False`` when it is not complete yet."""
@@ -318,14 +327,10 @@ class ResponseParser:
         while True:
             state = self._state
             if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD_BYTES:
-                        raise HttpProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
+                interim = self._read_head()
+                if interim is None:
                     return head
-                text = bytes(buf[:end]).decode("latin-1")
-                del buf[: end + 4]
-                if self._parse_head(text):
+                if interim:
                     continue  # a 1xx interim response: read the next head
                 head = Response(self._status, self._reason, self._headers, b"", self._keep_alive)
             elif state in (_LENGTH, _CHUNK_DATA):

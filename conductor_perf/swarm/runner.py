@@ -39,13 +39,12 @@ from pathlib import Path
 
 from .. import housekeeping
 from .. import target as sut
+from ..run import PROFILES, PROFILES_DIR, REPO, robot_env, split_robot_args
 from .board import BoardError, PabotLibBoard, parse_uri
 from .protocol import BARRIER_TIMEOUT_S, Swarm, SwarmError
 from .scenarios import SCENARIOS
 
-REPO = Path(__file__).resolve().parents[2]
 SWARM_DIR = REPO / "swarm"
-PROFILES_DIR = REPO / "resources" / "profiles"
 BOARD_START_TIMEOUT_S = 20.0
 RUN_LIMIT_S = 900.0
 """No coordinator or pabot process of one swarm runs longer than this (then it is stopped)."""
@@ -57,10 +56,6 @@ def suite_file(scenario: str) -> Path:
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
     return SWARM_DIR / f"{scenario.replace('-', '_')}.robot"
-
-
-def _profiles() -> list[str]:
-    return ["default", *sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,8 +107,8 @@ def preflight(args: argparse.Namespace) -> str:
     local = args.workers if args.local_workers is None else args.local_workers
     if not 0 <= local <= args.workers:
         return f"--local-workers must be within 0..{args.workers}, got {local}"
-    if args.profile not in _profiles():
-        return f"unknown profile {args.profile!r}: use one of {', '.join(_profiles())}"
+    if args.profile not in PROFILES:
+        return f"unknown profile {args.profile!r}: use one of {', '.join(PROFILES)}"
     if args.url and args.binary:
         return "a URL (--url or CONDUCTOR_URL) and a binary (--binary or CONDUCTOR_BINARY) both name a SUT: choose one"
     if args.url:
@@ -145,12 +140,6 @@ def url_problem(url: str) -> str:
 # --------------------------------------------------------------------------------------------
 # processes
 # --------------------------------------------------------------------------------------------
-def _env(out: Path) -> dict[str, str]:
-    env = dict(os.environ, CONDUCTOR_PERF_RESULTS=str(out), CONDUCTOR_PERF_FINALIZE="runner")
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # pabot starts `robot` by name
-    return env
-
-
 def start_board(host: str, *, log: Path, timeout: float = BOARD_START_TIMEOUT_S) -> tuple[subprocess.Popen, PabotLibBoard]:
     """Start ``python -m pabot.pabotlib "" host <free port>`` and wait until it answers."""
     with socket.socket() as s:
@@ -304,11 +293,7 @@ def run(args: argparse.Namespace) -> int:
     run_id = args.run_id or new_run_id()
     out = (Path(args.results) / f"swarm-{run_id}").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    latest = Path(args.results).resolve() / "swarm-latest"
-    with contextlib.suppress(OSError):
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(out.name)
+    housekeeping.link_latest(out.parent, out.name, "swarm-latest")
     local = args.workers if args.local_workers is None else args.local_workers
     suite = suite_file(args.scenario)
     print(f"results: {out}", flush=True)
@@ -337,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
                   f"--workers <n>   ({args.workers - local} names free)", flush=True)  # fmt: skip
         common = {"CONDUCTOR_URL": target.url, "CONDUCTOR_ROOT": str(target.root) if target.root else "",
                   "CONDUCTOR_API_KEY": args.api_key, "PROFILE": args.profile, "SWARM_WORKERS": str(args.workers)}  # fmt: skip
-        env = _env(out)
+        env = robot_env(out)
         limit = RUN_LIMIT_S
         coord_cmd = coordinator_command(suite, out / "coordinator", profile=args.profile, variables={
             **common, "PABOTLIBURI": board_uri, "SWARM_RUN": run_id,
@@ -428,18 +413,14 @@ def join(args: argparse.Namespace) -> int:
     print(f"joining swarm run {roster.run} ({roster.scenario}) on {board_uri} as {host}: {', '.join(names)}",
           flush=True)  # fmt: skip
     print(" ".join(shlex.quote(c) for c in cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=_env(out), cwd=REPO, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=robot_env(out), cwd=REPO, start_new_session=True)
     code = _wait_all({"pabot workers": proc}, RUN_LIMIT_S)["pabot workers"]
     print(f"log: {out / 'log.html'}", flush=True)
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    argv, extra = split_robot_args(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("run", "join", "-h", "--help"):
         argv = ["run", *argv]
     args = _parser().parse_args(argv)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from conductor_perf.formats import runs
-from conductor_perf.measure.sse import SSEClient, SSEStatusError, StreamEnded, collect
+from conductor_perf.measure.sse import SSEClient, SSEStatusError, StreamEnded, collect, follow
 from conductor_perf.reference.config import ReferenceConfig
 from conductor_perf.reference.testing import ServerThread
 
@@ -235,3 +236,27 @@ def test_connection_refused_and_a_bad_url_are_sse_errors() -> None:
             await SSEClient("https://127.0.0.1/s").connect()
 
     asyncio.run(scenario())
+
+
+def test_follow_reads_until_stopped_counts_by_name_and_says_when_it_could_not_connect(srv: ServerThread,
+                                                                                      root: Path) -> None:  # fmt: skip
+    info, run_dir = make_run(root, 90)
+    url = srv.url + f"api/v1/runs/{info.run_id}/stream"
+
+    async def scenario() -> tuple[int, Counter[str], bool, int, bool]:
+        stop, connected, counts = asyncio.Event(), asyncio.Event(), Counter()
+        client = SSEClient(url, connect_timeout=2, headers_timeout=5)
+        reader = asyncio.create_task(follow(client, stop, connected=connected, counts=counts))
+        await asyncio.wait_for(connected.wait(), 10)
+        append(run_dir / "agent-stdout.txt", b"a\nb\n")
+        while counts["log"] < 2:
+            await asyncio.sleep(0.02)
+        stop.set()
+        got = await asyncio.wait_for(reader, 10)
+        refused, gone = asyncio.Event(), SSEClient("http://127.0.0.1:9/", connect_timeout=2)
+        nothing = await asyncio.wait_for(follow(gone, asyncio.Event(), connected=refused), 10)
+        return got, counts, client.status == 200, nothing, refused.is_set() and gone.status == 0
+
+    got, counts, opened, nothing, refused = asyncio.run(scenario())
+    assert opened and counts["log"] == 2 and counts["status"] == 1 and got == sum(counts.values())
+    assert nothing == 0 and refused

@@ -32,7 +32,7 @@ import psutil
 from ..measure.goroutines import GoroutineDump, goroutine_dump
 from ..measure.load import closed_loop
 from ..measure.rawhttp import Request
-from ..measure.sse import SSEClient, SSEError
+from ..measure.sse import SSEClient, follow
 from ..target import Target
 from . import agent_tasks, agents_bench
 
@@ -87,20 +87,6 @@ def _running(target: Target, run_ids: list[str], timeout: float) -> int:
             time.sleep(0.1)
 
 
-async def _follow(client: SSEClient, connected: asyncio.Event, stop: asyncio.Event) -> None:
-    try:
-        await client.connect()
-        connected.set()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await client.next_event(0.25)
-    except (SSEError, TimeoutError, OSError):
-        pass
-    finally:
-        connected.set()
-        await client.close()
-
-
 async def _peak(target: Target, at_peak: Callable[[], T], run_ids: list[str], *, sse_clients: int,
                 connections: int, dump_after_s: float, timeout: float, errors: list[str]) -> tuple[T, int, int]:  # fmt: skip
     headers = target.auth_headers() or None
@@ -108,7 +94,7 @@ async def _peak(target: Target, at_peak: Callable[[], T], run_ids: list[str], *,
     clients = [SSEClient(target.endpoint(f"/api/v1/runs/{run_ids[0]}/stream"), headers=target.auth_headers(),
                          headers_timeout=timeout) for _ in range(sse_clients if run_ids else 0)]  # fmt: skip
     ready = [asyncio.Event() for _ in clients]
-    followers = [asyncio.create_task(_follow(c, e, stop)) for c, e in zip(clients, ready, strict=True)]
+    followers = [asyncio.create_task(follow(c, stop, connected=e)) for c, e in zip(clients, ready, strict=True)]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), timeout)
     sse_connected = sum(1 for c in clients if c.status == 200)

@@ -42,7 +42,7 @@ from ..measure.profile import (
     stop_profiled,
 )
 from ..measure.rawhttp import Request
-from ..measure.sse import SSEClient, SSEError
+from ..measure.sse import SSEClient, follow
 from ..target import (
     EMBEDDED,
     Target,
@@ -143,13 +143,18 @@ def write_hotspots(
     """
     spots = parse_scalene(json_path, sort_by="cpu")
     summary = scalene_summary(json_path)
-    text = hotspots_markdown(spots, top, title=title, summary=summary, root=PACKAGE_DIR.parent)
-    if notes:
-        text += "\n" + "\n".join(notes) + "\n"
-    out = Path(markdown_path)
+    text = write_markdown(markdown_path, hotspots_markdown(spots, top, title=title, summary=summary,
+                                                           root=PACKAGE_DIR.parent), notes)  # fmt: skip
+    return spots, text
+
+
+def write_markdown(path: str | os.PathLike[str], table: str, notes: Sequence[str] = ()) -> str:
+    """Write a hot-spot table and the lines after it (its folder is created); returns the text written."""
+    text = table + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
-    return spots, text
+    return text
 
 
 def hotspots_html(hotspots: Sequence[Hotspot], top: int = 10) -> str:
@@ -173,21 +178,6 @@ def hotspots_html(hotspots: Sequence[Hotspot], top: int = 10) -> str:
 
 
 # -- the profiled server and its load ---------------------------------------------------------
-
-
-async def _sse_follow(client: SSEClient, stop: asyncio.Event) -> int:
-    got = 0
-    try:
-        await client.connect()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await client.next_event(0.25)
-                got += 1
-    except (SSEError, TimeoutError):
-        pass
-    finally:
-        await client.close()
-    return got
 
 
 async def _load_async(target: Target, duration_s: float, workers: int, agents: int) -> dict[str, Any]:
@@ -214,7 +204,7 @@ async def _load_async(target: Target, duration_s: float, workers: int, agents: i
     stop = asyncio.Event()
     client = SSEClient(target.endpoint(f"/api/v1/messages/stream?project_id={PROFILE_PROJECT}&task_id={task_id}"),
                        headers=target.auth_headers(), headers_timeout=duration_s + 10)  # fmt: skip
-    follower = asyncio.create_task(_sse_follow(client, stop))
+    follower = asyncio.create_task(follow(client, stop))
     agent_run = None
     if agents:
         agent_run = asyncio.create_task(asyncio.to_thread(agents_bench.run_agents, target, agents, sleep_ms=200,
@@ -229,6 +219,24 @@ async def _load_async(target: Target, duration_s: float, workers: int, agents: i
     return {"requests": result.requests, "ok": result.ok, "errors": result.errors,
             "rate": result.rate, "duration_s": result.duration_s, "sse_events": events,
             "agents": agents, "agents_completed": agents_result.completed if agents_result else 0}  # fmt: skip
+
+
+def load_problems(load: dict[str, Any], agents: int) -> list[str]:
+    """What went wrong in a :func:`run_representative_load` (failed requests, agents that did not complete)."""
+    problems = []
+    if load.get("errors"):
+        problems.append(f"{load['errors']} of {load['requests']} API requests failed")
+    if load.get("agents_completed", 0) < agents:
+        problems.append(f"{load.get('agents_completed', 0)} of {plural(agents, 'agent')} completed")
+    return problems
+
+
+def load_note(load: dict[str, Any], duration_s: float, workers: int, agents: int, where: str) -> str:
+    """The line under a hot-spot table saying what load was profiled (``where``: e.g. "under the profiler")."""
+    return (f"Load: {duration_s:g} s of API reads and message posts over {plural(workers, 'connection')} "
+            f"({plural(load.get('requests', 0), 'request')}, {load.get('rate', 0.0):.0f} req/s {where}), "
+            f"{plural(agents, 'stub agent')}, one SSE client on the message stream "
+            f"({plural(load.get('sse_events', 0), 'event')}).")  # fmt: skip
 
 
 def run_representative_load(target: Target, *, duration_s: float = 10.0, workers: int = 4,
@@ -297,10 +305,7 @@ def profile_reference(
         target = Target(kind=EMBEDDED, url=check_url(url), root=root, pid=proc.pid)
         wait_healthy(target, start_timeout)
         load = run_representative_load(target, duration_s=duration_s, workers=workers, agents=agents)
-        if load["errors"]:
-            errors.append(f"{load['errors']} of {load['requests']} API requests failed")
-        if load["agents_completed"] < agents:
-            errors.append(f"{load['agents_completed']} of {plural(agents, 'agent')} completed")
+        errors += load_problems(load, agents)
     finally:
         written = stop_profiled(proc, json_path, timeout=stop_timeout)
         if proc.poll() is None:
@@ -309,10 +314,7 @@ def profile_reference(
             proc.stdout.close()
     if not written:
         raise RuntimeError(f"scalene wrote no profile to {json_path} within {stop_timeout:g} s of SIGINT")
-    notes = [f"Load: {duration_s:g} s of API reads and message posts over {plural(workers, 'connection')} "
-             f"({plural(load.get('requests', 0), 'request')}, {load.get('rate', 0.0):.0f} req/s under the profiler), "
-             f"{agents} stub agents, one SSE client on the message stream ({plural(load.get('sse_events', 0), 'event')}).",
-             "", *READING_NOTES, "", f"Full scalene profile: `{JSON_NAME}` (view with `scalene view --cli {JSON_NAME}`)."]  # fmt: skip
+    notes = [load_note(load, duration_s, workers, agents, "under the profiler"), "", *READING_NOTES, "", f"Full scalene profile: `{JSON_NAME}` (view with `scalene view --cli {JSON_NAME}`)."]  # fmt: skip
     spots, _ = write_hotspots(json_path, out / MARKDOWN_NAME, top=top, notes=notes)
     if not spots:
         errors.append(f"scalene took no samples: its profile {json_path.name} is empty")

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from ..measure.monitor import ProcessTreeSampler, ResourceSeries
-from ..measure.sse import SSEClient, SSEError
+from ..measure.sse import SSEClient, follow
 from ..target import Target, is_loopback
 from . import agent_tasks, agents_bench
 
@@ -132,17 +132,6 @@ async def _status(http: httpx.AsyncClient, run_id: str) -> str:
     return "unknown"
 
 
-async def _reader(client: SSEClient, counts: Counter[str], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            ev = await client.next_event(0.25)
-        except TimeoutError:
-            continue
-        except SSEError:
-            return
-        counts[ev.event] += 1
-
-
 async def _measure(target: Target, window_s: float, interval_s: float, settle_s: float,
                    timeout: float) -> IdleCpuResult:  # fmt: skip
     assert target.pid is not None
@@ -161,13 +150,13 @@ async def _measure(target: Target, window_s: float, interval_s: float, settle_s:
             await client.connect()
             before: Counter[str] = Counter()
             stop_before = asyncio.Event()
-            reader = asyncio.create_task(_reader(client, before, stop_before))
+            reader = asyncio.create_task(follow(client, stop_before, connect=False, counts=before))
             await asyncio.sleep(settle_s)  # the stream's start-up (initial status) is not part of the window
             stop_before.set()
             await reader
             during: Counter[str] = Counter()
             stop = asyncio.Event()
-            reader = asyncio.create_task(_reader(client, during, stop))
+            reader = asyncio.create_task(follow(client, stop, connect=False, counts=during))
             sampler = ProcessTreeSampler(target.pid, interval=interval_s).start()
             try:
                 await asyncio.sleep(window_s)  # the measured quiet window

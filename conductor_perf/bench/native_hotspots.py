@@ -24,7 +24,6 @@ from typing import Any
 from ..measure import linuxperf
 from ..measure.linuxperf import NativeHotspot, ReportHeader
 from ..target import Target
-from ..wording import plural
 from . import hotspots
 
 MARKDOWN_NAME = hotspots.MARKDOWN_NAME
@@ -118,12 +117,8 @@ def write_native_hotspots(
         wanted += [h.function for h in by_total if linuxperf.in_module(h, module)][:RESOLVE]
         spots = linuxperf.with_locations(spots, linuxperf.resolve_locations(binary, sorted(set(wanted))))
     own = [h for h in spots if linuxperf.in_module(h, module)]
-    text = linuxperf.native_hotspots_markdown(spots, top, title=title, context=context, header=header, own=own)
-    if notes:
-        text += "\n" + "\n".join(notes) + "\n"
-    out = Path(markdown_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    text = hotspots.write_markdown(markdown_path, linuxperf.native_hotspots_markdown(
+        spots, top, title=title, context=context, header=header, own=own), notes)  # fmt: skip
     return spots, header, text
 
 
@@ -191,10 +186,8 @@ def profile_native(
         loader.join(timeout=duration_s + 60)
     if failure:
         errors.append(f"load failed: {failure[0]}")
-    if load.get("errors"):
-        errors.append(f"{load['errors']} of {load['requests']} API requests failed")
-    if load and load.get("agents_completed", 0) < agents:
-        errors.append(f"{load.get('agents_completed', 0)} of {plural(agents, 'agent')} completed")
+    if load:
+        errors += hotspots.load_problems(load, agents)
     self_txt = linuxperf.run_report(data, children=False, perf=perf)
     total_txt = linuxperf.run_report(data, children=True, perf=perf)
     (out / SELF_NAME).write_text(self_txt, encoding="utf-8")
@@ -202,9 +195,7 @@ def profile_native(
     module = linuxperf.go_main_module(exe)
     context = (f"`perf record -F {hz} -g -p {target.pid}` of `{exe}` ({target.kind} SUT {target.version}) for "
                f"{duration_s:g} s.")  # fmt: skip
-    notes = (f"Load: {duration_s:g} s of API reads and message posts over {workers} connections "
-             f"({load.get('requests', 0)} requests, {load.get('rate', 0.0):.0f} req/s while sampled), {agents} stub "
-             f"agents, one SSE client on the message stream ({load.get('sse_events', 0)} events).",
+    notes = (hotspots.load_note(load, duration_s, workers, agents, "while sampled"),
              "", "Locations are the functions' first lines (from the binary's DWARF line table; `?` when unknown).",
              f"Full data: `{DATA_NAME}` (`perf report -i {DATA_NAME}`); the reports: `{SELF_NAME}`, `{TOTAL_NAME}`.")  # fmt: skip
     spots, header, _ = write_native_hotspots(self_txt, total_txt, out / MARKDOWN_NAME, binary=exe, top=top,

@@ -200,26 +200,21 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+_PROBE = {"project_id": "perf-badinput", "task_id": "task-20260101-000000-badinput"}
+
+
+def _with(base: dict[str, Any], fields: dict[str, Any]) -> bytes:
+    """``base`` with ``fields`` set (``None``: the field left out), as JSON."""
+    body = {**_PROBE, **base, **fields}
+    return _json({k: v for k, v in body.items() if v is not None})
+
+
 def _task(**fields: Any) -> bytes:
-    base: dict[str, Any] = {"project_id": "perf-badinput", "task_id": "task-20260101-000000-badinput",
-                            "agent_type": "codex", "prompt": "bad input probe"}  # fmt: skip
-    for key, value in fields.items():
-        if value is None:
-            base.pop(key, None)
-        else:
-            base[key] = value
-    return _json(base)
+    return _with({"agent_type": "codex", "prompt": "bad input probe"}, fields)
 
 
 def _message(**fields: Any) -> bytes:
-    base: dict[str, Any] = {"project_id": "perf-badinput", "task_id": "task-20260101-000000-badinput",
-                            "body": "bad input probe"}  # fmt: skip
-    for key, value in fields.items():
-        if value is None:
-            base.pop(key, None)
-        else:
-            base[key] = value
-    return _json(base)
+    return _with({"body": "bad input probe"}, fields)
 
 
 def _q(value: str) -> str:

@@ -26,10 +26,11 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.parse
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 from ..formats.sse import SSEParser
 from .rawhttp import STREAM_HIGH_WATER, HttpProtocolError, HttpStream, Request, open_stream
 
-__all__ = ["ReceivedEvent", "SSEClient", "SSEError", "SSEStatusError", "StreamEnded", "collect"]
+__all__ = ["ReceivedEvent", "SSEClient", "SSEError", "SSEStatusError", "StreamEnded", "collect", "follow"]
 
 
 class SSEError(Exception):
@@ -258,6 +259,46 @@ class SSEClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def follow(client: SSEClient, stop: asyncio.Event, *, connect: bool = True,
+                 connected: asyncio.Event | None = None, counts: Counter[str] | None = None) -> int:
+    """Read a stream's events until ``stop`` is set or the stream ends; returns how many were read.
+
+    With ``connect`` the client is connected first (``connected`` is set once it is open, or once
+    it could not be: see ``client.status``) and closed at the end; without it the caller owns the
+    open client. ``counts`` counts the events by name. Never raises for the stream's own failures.
+
+    Example::
+
+        stop = asyncio.Event()
+        reader = asyncio.create_task(follow(SSEClient(url), stop))
+        ...
+        stop.set()
+        events = await reader
+    """
+    got = 0
+    try:
+        if connect:
+            await client.connect()
+            if connected is not None:
+                connected.set()
+        while not stop.is_set():
+            try:
+                ev = await client.next_event(0.25)
+            except TimeoutError:
+                continue
+            got += 1
+            if counts is not None:
+                counts[ev.event] += 1
+    except (SSEError, TimeoutError, OSError):
+        pass
+    finally:
+        if connect:
+            if connected is not None:
+                connected.set()
+            await client.close()
+    return got
 
 
 async def collect(url: str, count: int, *, timeout: float, event: str | None = None,

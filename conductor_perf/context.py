@@ -8,8 +8,8 @@ metric sink. Nothing of a run lives in module globals, so two contexts never see
 state (each pabot process has its own; tests build their own).
 
 Metric records are appended as JSON lines to ``<results>/metrics.d/<pid>.jsonl`` the moment they
-are measured, so a crash keeps what was collected; the report step merges them
-(:func:`load_records`).
+are measured (:class:`conductor_perf.records.MetricSink`), so a crash keeps what was collected; the
+report step merges them (:func:`conductor_perf.records.load_records`).
 
 Example::
 
@@ -20,15 +20,13 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import housekeeping
+from .records import RECORDS_DIR, MetricSink
 from .target import Target, TargetError
 
 ATTEMPT_ENV = "CONDUCTOR_PERF_ATTEMPT"
@@ -45,37 +43,6 @@ class Fault:
     kind: str
     at: float
     pid: int | None = None
-
-
-class MetricSink:
-    """Where measured figures go: kept in memory and appended to this process's JSON-lines file."""
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self.records: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    @property
-    def path(self) -> Path:
-        """This process's file (one per process, so parallel writers never interleave)."""
-        return self.directory / f"{os.getpid()}.jsonl"
-
-    def record(self, **fields: Any) -> dict[str, Any]:
-        """Append one record (a dict with a ``time``) to memory and to the file; returns it."""
-        rec = {"time": time.time(), **fields}
-        with self._lock:
-            self.records.append(rec)
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec, default=str) + "\n")
-        return rec
-
-    def last(self, metric: str) -> dict[str, Any] | None:
-        """The latest record of a metric in this process."""
-        for rec in reversed(self.records):
-            if rec.get("metric") == metric:
-                return rec
-        return None
 
 
 @dataclass
@@ -95,7 +62,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.results_dir = Path(self.results_dir)
-        self.metrics = MetricSink(self.results_dir / "metrics.d")
+        self.metrics = MetricSink(self.results_dir / RECORDS_DIR)
 
     @classmethod
     def from_environment(
@@ -164,22 +131,3 @@ class RunContext:
         """Remember a fault the suite caused (e.g. a kill) for figures timed from it."""
         self.last_fault = Fault(kind, at, pid)
         return self.last_fault
-
-
-def load_records(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every metric record written under ``results_dir/metrics.d`` (all processes), in time order."""
-    out: list[dict[str, Any]] = []
-    directory = Path(results_dir) / "metrics.d"
-    if not directory.is_dir():
-        return out
-    for path in sorted(directory.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a torn last line after a crash
-    out.sort(key=lambda r: r.get("time", 0))
-    return out

@@ -56,8 +56,9 @@ gives it (plus ``pid``, and ``binary_sha256`` for a binary the suite starts); se
 :class:`conductor_perf.environment.SutIdentity`. Machine, commit and tools come from
 :mod:`conductor_perf.environment`.
 
-Parallel runs: each pabot process writes its own part file (:func:`part_path`) with the same
-run id; :func:`merge` / :func:`merge_run_dir` concatenate the records into one ``metrics.json``.
+While a run measures, each process (pabot runs several) appends its records to its own file under
+``metrics.d`` (:class:`MetricSink`); the report step reads them all (:func:`load_records`) into the
+one ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ import dataclasses
 import json
 import math
 import os
-import re
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,25 +82,25 @@ from conductor_perf.verdict import Target, finite, parse_target, unit_direction
 
 __all__ = [
     "METRICS_FILE",
-    "PARTS_DIR",
+    "RECORDS_DIR",
     "SCHEMA_VERSION",
     "VERDICTS",
     "MetricRecord",
+    "MetricSink",
     "ResultsError",
     "RunResults",
     "json_clean",
-    "merge",
-    "merge_run_dir",
+    "load_records",
     "new_run_id",
     "parse_time",
-    "part_path",
     "utc_now",
     "write_text_atomic",
 ]
 
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
-PARTS_DIR = "parts"
+RECORDS_DIR = "metrics.d"
+"""Folder of a run directory with one JSON-lines file of metric records per process (:class:`MetricSink`)."""
 VERDICTS = ("pass", "fail", "skipped", "invalid", "info")
 
 
@@ -485,74 +486,57 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# merging per-process files
-
-_MERGED_FIELDS = ("machine", "commit", "tools", "sut", "profile")
+# the records of a run in progress: one JSON-lines file per process under metrics.d
 
 
-def merge(files: Iterable[str | os.PathLike[str] | RunResults]) -> RunResults:
-    """Merge the per-process results of one run (pabot) into one.
-
-    Records are concatenated in the order given; ``started`` is the earliest start, ``finished``
-    the latest finish (None if any part has not finished). Metadata (machine, commit, tools, SUT,
-    profile) is kept when identical; a field that differs keeps the first non-empty value and is
-    listed in ``extra["merge_conflicts"]``. ``extra`` dicts are united (first value wins) and
-    ``extra["merged_parts"]`` counts the parts. Parts with different run ids raise :class:`ResultsError`.
+class MetricSink:
+    """Where measured figures go while a run measures: kept in memory and appended to this process's
+    JSON-lines file ``<directory>/<pid>.jsonl`` the moment they are measured, so a crash keeps what
+    was collected and parallel processes (pabot) never interleave; :func:`load_records` reads them all.
     """
-    parts = [f if isinstance(f, RunResults) else RunResults.load(f) for f in files]
-    if not parts:
-        raise ResultsError("nothing to merge: no result files")
-    ids = sorted({p.run_id for p in parts})
-    if len(ids) > 1:
-        raise ResultsError(f"cannot merge different runs: {', '.join(ids)}")
-    first = parts[0]
-    out = RunResults(run_id=first.run_id)
-    conflicts: set[str] = set()
-    for name in _MERGED_FIELDS:
-        values = [getattr(p, name) for p in parts]
-        nonempty = [v for v in values if v not in (None, {}, "")]
-        chosen = nonempty[0] if nonempty else values[0]
-        if any(v != chosen for v in nonempty):
-            conflicts.add(name)
-        setattr(out, name, json.loads(json.dumps(chosen)))
-    starts = [(t, p.started) for p in parts if (t := parse_time(p.started))]
-    out.started = min(starts)[1] if starts else None
-    ends = [(parse_time(p.finished), p.finished) for p in parts]
-    out.finished = None if any(t is None for t, _ in ends) else max(ends)[1]
-    extra: dict[str, Any] = {}
-    for p in parts:
-        for k, v in p.extra.items():
-            if k in ("merged_parts", "merge_conflicts"):
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """This process's file (one per process, so parallel writers never interleave)."""
+        return self.directory / f"{os.getpid()}.jsonl"
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """Append one record (a dict with a ``time``) to memory and to the file; returns it."""
+        rec = {"time": time.time(), **fields}
+        with self._lock:
+            self.records.append(rec)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec, default=str) + "\n")
+        return rec
+
+    def last(self, metric: str) -> dict[str, Any] | None:
+        """The latest record of a metric in this process."""
+        for rec in reversed(self.records):
+            if rec.get("metric") == metric:
+                return rec
+        return None
+
+
+def load_records(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every metric record written under ``results_dir/metrics.d`` (all processes), in time order."""
+    out: list[dict[str, Any]] = []
+    directory = Path(results_dir) / RECORDS_DIR
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line:
                 continue
-            extra.setdefault(k, v)
-    prior = sum(int(p.extra.get("merged_parts", 1)) for p in parts)
-    extra["merged_parts"] = prior
-    old_conflicts = {c for p in parts for c in p.extra.get("merge_conflicts", [])}
-    if conflicts | old_conflicts:
-        extra["merge_conflicts"] = sorted(conflicts | old_conflicts)
-    out.extra = extra
-    out.metrics = [MetricRecord.from_dict(r.to_dict()) for p in parts for r in p.metrics]
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a torn last line after a crash
+    out.sort(key=lambda r: r.get("time", 0))
     return out
-
-
-def part_path(run_dir: str | os.PathLike[str], worker: str | int | None = None) -> Path:
-    """Where one process writes its part of a run: ``<run_dir>/parts/metrics-<worker or pid>.json``."""
-    w = re.sub(r"[^A-Za-z0-9_.-]", "_", str(worker if worker is not None else os.getpid()))
-    return Path(run_dir) / PARTS_DIR / f"metrics-{w}.json"
-
-
-def merge_run_dir(run_dir: str | os.PathLike[str], *, write: bool = True) -> RunResults:
-    """Merge ``<run_dir>/parts/*.json`` into ``<run_dir>/metrics.json`` (idempotent) and return it.
-
-    Without part files the existing ``metrics.json`` is returned unchanged.
-    """
-    d = Path(run_dir)
-    parts = sorted((d / PARTS_DIR).glob("*.json"))
-    if not parts:
-        return RunResults.load(d)
-    merged = merge(parts)
-    if write:
-        merged.write(d / METRICS_FILE)
-    return merged
-
-

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from . import charts, facts
-from .context import load_records
 from .history import append_history
-from .records import MetricRecord, RunResults, parse_time, write_text_atomic
+from .records import MetricRecord, RunResults, load_records, parse_time, write_text_atomic
 from .regression import comparability_warnings, compare_runs, format_p
 from .verdict import format_number
 from .wording import plural

@@ -1,4 +1,4 @@
-"""Command line for run results: compare with a baseline, write summaries, merge parts, A/A noise.
+"""Command line for run results: compare with a baseline, write summaries, A/A noise, timing, prune.
 
 Usage::
 
@@ -6,7 +6,6 @@ Usage::
     python -m conductor_perf.report_cli compare results/latest/metrics.json --baseline results/base \\
         --gate median:5% --alpha 0.05 --format markdown
     python -m conductor_perf.report_cli summary results/20261127-183000-4242 [--baseline RUN]
-    python -m conductor_perf.report_cli merge results/20261127-183000-4242 [--history]
     python -m conductor_perf.report_cli noise results/run-a results/run-b
     python -m conductor_perf.report_cli timing results/latest [--top 20] [--format json]
     python -m conductor_perf.report_cli prune --keep 5 [--results-dir results]
@@ -30,7 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conductor_perf import history, housekeeping, records, regression, report, timing
-from conductor_perf.wording import plural
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -131,14 +129,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     """Write summary.md and summary.html into the run directory."""
     rdir = _results_dir_for(args.run, args.results_dir)
     run_path = Path(args.run)
-    if (
-        run_path.is_dir()
-        and (run_path / records.PARTS_DIR).is_dir()
-        and not (run_path / records.METRICS_FILE).exists()
-    ):
-        current = records.merge_run_dir(run_path)
-    else:
-        current = _load_current(args.run, rdir)
+    current = _load_current(args.run, rdir)
     baseline = _load_baseline(args, current, rdir) if args.baseline else None
     comps = (
         regression.compare_runs(
@@ -154,21 +145,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
     records.write_text_atomic(page, report.summary_html(current, baseline, comps))
     print(md)
     print(page)
-    return EXIT_OK
-
-
-def cmd_merge(args: argparse.Namespace) -> int:
-    """Merge per-process part files into metrics.json (optionally append to the history)."""
-    run = records.merge_run_dir(args.run_dir)
-    print(Path(args.run_dir) / records.METRICS_FILE, f"({plural(len(run.metrics), 'record')})")
-    if args.history:
-        hist = (
-            Path(args.history_path)
-            if args.history_path
-            else Path(args.run_dir).resolve().parent / history.HISTORY_FILE
-        )
-        history.append_history(hist, run)
-        print(hist)
     return EXIT_OK
 
 
@@ -228,7 +204,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    p = _Parser(prog=PROG, description="Compare performance runs, write summaries, merge parallel results.")
+    p = _Parser(prog=PROG, description="Compare performance runs, write summaries, A/A noise, timing, prune.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def gate_options(sp: argparse.ArgumentParser) -> None:
@@ -268,12 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", default=None, help="directory for the summaries (default: the run directory)")
     gate_options(s)
     s.set_defaults(func=cmd_summary)
-
-    m = sub.add_parser("merge", help="merge per-process parts/*.json of a run into metrics.json")
-    m.add_argument("run_dir")
-    m.add_argument("--history", action="store_true", help="also append the run to history.jsonl")
-    m.add_argument("--history-path", default=None, help="history file (default: beside the run directory)")
-    m.set_defaults(func=cmd_merge)
 
     n = sub.add_parser("noise", help="A/A noise floor between two runs of the same code")
     n.add_argument("run_a")

@@ -22,8 +22,8 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import faults
 from conductor_perf.bench import reliability
-from conductor_perf.context import load_records
 from conductor_perf.formats import bus, runs
+from conductor_perf.records import load_records
 from conductor_perf.target import TargetError
 from conductor_perf.wording import plural
 

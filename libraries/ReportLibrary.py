@@ -11,10 +11,10 @@ from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
 
 from conductor_perf import facts
-from conductor_perf.context import RunContext, load_records
+from conductor_perf.context import RunContext
 from conductor_perf.history import DEFAULT_BASELINE, baseline_note, measured_figures, resolve_baseline
 from conductor_perf.housekeeping import MB, remove_scratch, tree_size
-from conductor_perf.records import ResultsError
+from conductor_perf.records import ResultsError, load_records
 from conductor_perf.regression import comparability_warnings, compare_runs, format_comparisons, regressions
 from conductor_perf.report import current_run, finalize
 from conductor_perf.wording import plural

@@ -64,17 +64,6 @@ def full_run(run_id: str = "20261127-183000-100", **kw) -> RunResults:
     return run
 
 
-
-def part(run_id: str, started: str, finished: str | None, records: list[MetricRecord], **meta) -> RunResults:
-    base = full_run(run_id, started=started, finished=finished)
-    base.metrics = []
-    for k, v in meta.items():
-        setattr(base, k, v)
-    for r in records:
-        base.add(r)
-    return base
-
-
 def rec(test: str, value: float) -> MetricRecord:
     return MetricRecord("Suite", test, "throughput", "msg/s", value, target="> 100 msg/s")
 

@@ -102,3 +102,5 @@ def test_results_modules_are_layered():
     assert own["conductor_perf.regression"] <= {"records", "verdict", "stats"}
     lower = {"verdict", "environment", "stats", "records", "history", "regression"}
     assert not any("report" in own[f"conductor_perf.{m}"] for m in lower)
+    # the results modules read what a run wrote; the run's context and its SUT are above them
+    assert not any(own[f"conductor_perf.{m}"] & {"context", "target"} for m in [*lower, "report"])

@@ -15,7 +15,8 @@ sys.path.insert(0, str(LIBRARIES))
 
 import _perf_base  # noqa: E402
 
-from conductor_perf.context import RunContext, load_records  # noqa: E402
+from conductor_perf.context import RunContext  # noqa: E402
+from conductor_perf.records import load_records  # noqa: E402
 from conductor_perf.target import Target  # noqa: E402
 
 LIBRARY_FILES = sorted(LIBRARIES.glob("*Library.py"))

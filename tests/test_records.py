@@ -1,13 +1,14 @@
-"""Record model: verdicts, direction, JSON types, metrics.json round trip, atomic writes, merge of parts."""
+"""Record model: verdicts, direction, JSON types, metrics.json round trip, atomic writes, the per-process records."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 
 import pytest
-from sample_runs import full_run, part, rec
+from sample_runs import full_run
 
 from conductor_perf import environment, records
 from conductor_perf.records import MetricRecord, ResultsError, RunResults
@@ -128,54 +129,15 @@ def test_unknown_record_keys_survive_under_extra():
     assert rec.extra["_unknown"] == {"future": 7}
 
 
-# -- merge ------------------------------------------------------------------------------------------
+# -- the records of a run in progress -------------------------------------------------------------
 
 
-def test_merge_concatenates_records_and_spans_the_run(tmp_path):
-    rid = "20261127-183000-1"
-    a = part(rid, "2026-11-27T18:30:05+00:00", "2026-11-27T18:35:00+00:00", [rec("A", 1), rec("B", 2)])
-    b = part(rid, "2026-11-27T18:30:01+00:00", "2026-11-27T18:39:00+00:00", [rec("C", 3)])
-    pa, pb = records.part_path(tmp_path, 1), records.part_path(tmp_path, "pabot 2")
-    assert pa == tmp_path / "parts" / "metrics-1.json" and pb.name == "metrics-pabot_2.json"
-    a.write(pa)
-    b.write(pb)
-    merged = records.merge([pa, pb])
-    assert [r.test for r in merged.metrics] == ["A", "B", "C"]
-    assert merged.started == "2026-11-27T18:30:01+00:00"
-    assert merged.finished == "2026-11-27T18:39:00+00:00"
-    assert merged.machine == a.machine and merged.sut == a.sut and merged.tools == a.tools
-    assert merged.extra["merged_parts"] == 2
-    assert "merge_conflicts" not in merged.extra
-
-
-def test_merge_notes_conflicting_metadata_and_open_parts():
-    rid = "r1"
-    a = part(rid, "2026-11-27T18:30:00+00:00", None, [rec("A", 1)])
-    b = part(rid, "2026-11-27T18:31:00+00:00", "2026-11-27T18:32:00+00:00", [rec("B", 1)], profile="soak")
-    merged = records.merge([a, b])
-    assert merged.finished is None  # a part never finished
-    assert merged.profile == "default"
-    assert merged.extra["merge_conflicts"] == ["profile"]
-
-
-def test_merge_refuses_different_runs_and_nothing():
-    with pytest.raises(ResultsError, match="different runs"):
-        records.merge([full_run("a"), full_run("b")])
-    with pytest.raises(ResultsError, match="nothing to merge"):
-        records.merge([])
-
-
-def test_merge_run_dir_writes_metrics_json_and_is_idempotent(tmp_path):
-    rid = "20261127-183000-1"
-    part(rid, "2026-11-27T18:30:00+00:00", "2026-11-27T18:31:00+00:00", [rec("A", 1)]).write(
-        records.part_path(tmp_path, 1)
-    )
-    part(rid, "2026-11-27T18:30:00+00:00", "2026-11-27T18:32:00+00:00", [rec("B", 2)]).write(
-        records.part_path(tmp_path, 2)
-    )
-    first = records.merge_run_dir(tmp_path)
-    second = records.merge_run_dir(tmp_path)
-    assert first == second == RunResults.load(tmp_path)
-    assert len(first.metrics) == 2
-
-
+def test_each_process_appends_its_records_and_all_are_read_in_time_order(tmp_path):
+    sink = records.MetricSink(tmp_path / records.RECORDS_DIR)
+    first = sink.record(metric="a", value=1)
+    second = sink.record(metric="b", value=2)
+    assert sink.path.name == f"{os.getpid()}.jsonl" and sink.last("a") == first
+    other = tmp_path / records.RECORDS_DIR / "1.jsonl"  # another process, and a line torn by a crash
+    other.write_text(json.dumps({"time": first["time"] - 1, "metric": "c"}) + '\n{"time": ', encoding="utf-8")
+    assert [r["metric"] for r in records.load_records(tmp_path)] == ["c", "a", "b"]
+    assert records.load_records(tmp_path / "none") == [] and second["value"] == 2

@@ -1,5 +1,5 @@
 """End-of-run report (attempts, metrics.json, summary and FACT lines from the per-process files),
-the one-page summaries and charts, and the command line's summary, merge and errors."""
+the one-page summaries and charts, and the command line's summary and errors."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from sample_runs import full_run, part
-from sample_runs import rec as throughput
+from sample_runs import full_run
 
-from conductor_perf import history, records, report, report_cli
-from conductor_perf.records import MetricRecord, RunResults
+from conductor_perf import report, report_cli
+from conductor_perf.records import MetricRecord
 from conductor_perf.report import finalize, latest_attempts, to_record
 
 
@@ -141,7 +140,7 @@ def test_record_charts_pick_the_chart_for_the_data():
     assert kinds == [1, 1, 0]
 
 
-# -- CLI: summary, merge and errors -----------------------------------------------------------------
+# -- CLI: summary and errors -----------------------------------------------------------------------
 
 
 def test_cli_summary_writes_both_files(tmp_path, capsys):
@@ -152,20 +151,6 @@ def test_cli_summary_writes_both_files(tmp_path, capsys):
     assert "<svg" in (run_dir / "summary.html").read_text()
 
 
-def test_cli_merge_with_history(tmp_path, capsys):
-    rid = "r1"
-    run_dir = tmp_path / rid
-    part(rid, "2026-11-27T18:30:00+00:00", "2026-11-27T18:31:00+00:00", [throughput("A", 1)]).write(
-        records.part_path(run_dir, 1)
-    )
-    part(rid, "2026-11-27T18:30:00+00:00", "2026-11-27T18:32:00+00:00", [throughput("B", 200)]).write(
-        records.part_path(run_dir, 2)
-    )
-    assert report_cli.main(["merge", str(run_dir), "--history"]) == 0
-    assert len(RunResults.load(run_dir).metrics) == 2
-    assert [e["run_id"] for e in history.read_history(tmp_path / "history.jsonl")] == ["r1"]
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -173,7 +158,6 @@ def test_cli_merge_with_history(tmp_path, capsys):
         (["summary", "{tmp}/bad.json"], "not valid JSON"),
         (["compare", "{tmp}/bad.json"], "not valid JSON"),
         (["noise", "{tmp}/bad.json", "{tmp}/bad.json"], "not valid JSON"),
-        (["merge", "{tmp}/missing"], "no such file"),
     ],
 )
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys, argv, message):

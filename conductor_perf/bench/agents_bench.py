@@ -17,7 +17,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import httpx
 
@@ -369,9 +368,3 @@ def summarize(count: int, subs: list[Submission], done: list[RunOutcome], pendin
         errors=[s.error for s in subs if s.error][:5],
         report=next((o.report for o in done if o.report is not None), None),
     )
-
-
-def task_dirs(target: Target, subs: list[Submission]) -> list[Path]:
-    """Task folders of the submissions (needs the runs root)."""
-    root = target.require_root()
-    return [runs.task_dir(root, s.project_id, s.task_id) for s in subs]

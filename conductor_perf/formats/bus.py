@@ -22,7 +22,7 @@ import re
 import stat as _stat
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -580,11 +580,6 @@ def after(messages: Sequence[Message], msg_id: str) -> list[Message]:
         if m.msg_id == msg_id:
             return list(messages[i + 1 :])
     raise MessageNotFound(f"message id not found: {msg_id}")
-
-
-def message_ids(messages: Iterable[Message]) -> list[str]:
-    """The ids of the messages, in order."""
-    return [m.msg_id for m in messages]
 
 
 def task_bus_path(root: str | os.PathLike[str], project_id: str, task_id: str) -> Path:

@@ -341,10 +341,6 @@ class SwarmMember:
         """What the heartbeat reports while loading, e.g. ``lambda: {"messages": n}``."""
         self._progress = progress
 
-    def set_phase(self, phase: str) -> None:
-        """The heartbeat's phase word (``preparing``, ``waiting``, ``loading``, ``reporting``)."""
-        self._phase = phase
-
     def start_heartbeat(self, interval: float = HEARTBEAT_S) -> None:
         """Post a heartbeat every ``interval`` seconds from a thread until :meth:`close`."""
         if self._beat_thread is not None:

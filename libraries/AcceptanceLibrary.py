@@ -15,7 +15,7 @@ from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.libraries.BuiltIn import BuiltIn
 
-from conductor_perf.acceptance import behaviour, evidence, ondisk
+from conductor_perf.acceptance import behaviour, evidence
 from conductor_perf.bench import agent_tasks
 from conductor_perf.formats import runs
 from conductor_perf.reference.departures import REPRODUCED, is_reference
@@ -429,7 +429,7 @@ class AcceptanceLibrary:
         | `Run Answer Should Agree With Run Info On Disk`    ${resp}
         """
         body = self.get_json_of_answer(response, rule="run-info-agrees")
-        ondisk.check_served_runs(self._root("run-info.yaml on disk"), body, evidence=evidence.describe_exchange(response))
+        behaviour.check_served_runs(self._root("run-info.yaml on disk"), body, evidence=evidence.describe_exchange(response))
 
     @keyword
     def info_answer_should_be_the_file_on_disk(self, response: requests.Response, project_id: str, task_id: str,
@@ -439,7 +439,7 @@ class AcceptanceLibrary:
         Example:
         | `Info Answer Should Be The File On Disk`    ${resp}    ${PROJECT}    ${task}    ${run}
         """
-        ondisk.check_info_file(self._root("run-info.yaml on disk"), project_id, task_id, run_id, response.content or b"",
+        behaviour.check_info_file(self._root("run-info.yaml on disk"), project_id, task_id, run_id, response.content or b"",
                                evidence=evidence.describe_exchange(response))  # fmt: skip
 
     @keyword
@@ -482,7 +482,7 @@ class AcceptanceLibrary:
         | `Run File Answer Should Be The File On Disk`    ${resp}    ${PROJECT}    ${task}    ${run}
         """
         body = self.get_json_of_answer(response, shape="run file")
-        ondisk.check_run_file(self._root(f"{name} on disk"), body, project_id, task_id, run_id, name,
+        behaviour.check_run_file(self._root(f"{name} on disk"), body, project_id, task_id, run_id, name,
                               evidence=evidence.describe_exchange(response))  # fmt: skip
 
     @keyword
@@ -509,7 +509,7 @@ class AcceptanceLibrary:
         Example:
         | `DONE Should Exist For Task`    ${PROJECT}    ${task}
         """
-        ondisk.check_done(self._root("DONE on disk"), project_id, task_id)
+        behaviour.check_done(self._root("DONE on disk"), project_id, task_id)
 
     @keyword
     def bus_file_should_hold_posted_messages(self, project_id: str, task_id: str, *answers: Any) -> None:
@@ -521,7 +521,7 @@ class AcceptanceLibrary:
         Example:
         | `Bus File Should Hold Posted Messages`    ${PROJECT}    ${task}    @{posted}
         """
-        path, size = ondisk.check_bus_file(self._root("the bus file"), project_id, task_id, answers)
+        path, size = behaviour.check_bus_file(self._root("the bus file"), project_id, task_id, answers)
         logger.info(f"{path}: {len(answers)} posted messages found in the bus format ({size} bytes)")
 
     # ------------------------------------------------------------------ messages

@@ -1,4 +1,4 @@
-"""Acceptance checks against the runs root (conductor_perf.acceptance.ondisk) and the small answer checks.
+"""Acceptance checks against the runs root (conductor_perf.acceptance.behaviour) and the small answer checks.
 
 Files are written with conductor_perf.formats (the one implementation of the formats); each check
 must pass on what the format writes and name the file and the rule when the served answer differs.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor_perf.acceptance import behaviour, ondisk
+from conductor_perf.acceptance import behaviour
 from conductor_perf.acceptance.behaviour import NotAsDocumented
 from conductor_perf.formats import bus, runs
 from conductor_perf.formats.runs import RunInfo
@@ -29,19 +29,19 @@ def _run(root: Path) -> RunInfo:
 def test_served_runs_and_the_info_file_are_compared_with_run_info_on_disk(tmp_path: Path) -> None:
     info = _run(tmp_path)
     served = behaviour.run_info_fields(info)
-    assert ondisk.check_served_runs(tmp_path, served) == 1
-    assert ondisk.check_served_runs(tmp_path, {"runs": [served]}) == 1
+    assert behaviour.check_served_runs(tmp_path, served) == 1
+    assert behaviour.check_served_runs(tmp_path, {"runs": [served]}) == 1
     with pytest.raises(NotAsDocumented, match=r'"status" is "failed", run-info.yaml has "completed"\ndocumented \(docs/api-behaviour.md#run-info-agrees\)'):
-        ondisk.check_served_runs(tmp_path, {**served, "status": "failed"})
+        behaviour.check_served_runs(tmp_path, {**served, "status": "failed"})
     with pytest.raises(NotAsDocumented, match="the answer holds no run"):
-        ondisk.check_served_runs(tmp_path, {"runs": []}, evidence="request: GET /x")
-    path, data, read = ondisk.read_run_info(tmp_path, PROJECT, TASK, RUN_ID)
+        behaviour.check_served_runs(tmp_path, {"runs": []}, evidence="request: GET /x")
+    path, data, read = behaviour.read_run_info(tmp_path, PROJECT, TASK, RUN_ID)
     assert read.status == "completed" and data == path.read_bytes()
-    ondisk.check_info_file(tmp_path, PROJECT, TASK, RUN_ID, data)
+    behaviour.check_info_file(tmp_path, PROJECT, TASK, RUN_ID, data)
     with pytest.raises(NotAsDocumented, match="the body differs from"):
-        ondisk.check_info_file(tmp_path, PROJECT, TASK, RUN_ID, data + b"\n")
+        behaviour.check_info_file(tmp_path, PROJECT, TASK, RUN_ID, data + b"\n")
     with pytest.raises(NotAsDocumented, match="cannot be read as run-info"):
-        ondisk.read_run_info(tmp_path, PROJECT, TASK, "20260101-1200000000-42-2")
+        behaviour.read_run_info(tmp_path, PROJECT, TASK, "20260101-1200000000-42-2")
     assert behaviour.served_run_info(data).run_id == RUN_ID
     with pytest.raises(NotAsDocumented, match="run-info-route"):
         behaviour.served_run_info(b"<html>")
@@ -51,15 +51,15 @@ def test_run_files_done_and_the_bus_file_are_read_from_the_root(tmp_path: Path) 
     _run(tmp_path)
     output = runs.run_dir(tmp_path, PROJECT, TASK, RUN_ID) / runs.OUTPUT
     output.write_text("hello\n", encoding="utf-8")
-    ondisk.check_run_file(tmp_path, {"content": "hello\n", "size_bytes": 6}, PROJECT, TASK, RUN_ID)
+    behaviour.check_run_file(tmp_path, {"content": "hello\n", "size_bytes": 6}, PROJECT, TASK, RUN_ID)
     with pytest.raises(NotAsDocumented, match="content/size_bytes differ"):
-        ondisk.check_run_file(tmp_path, {"content": "hello", "size_bytes": 5}, PROJECT, TASK, RUN_ID)
+        behaviour.check_run_file(tmp_path, {"content": "hello", "size_bytes": 5}, PROJECT, TASK, RUN_ID)
     with pytest.raises(NotAsDocumented, match="cannot be read"):
-        ondisk.check_run_file(tmp_path, {"content": "", "size_bytes": 0}, PROJECT, TASK, RUN_ID, "stderr")
+        behaviour.check_run_file(tmp_path, {"content": "", "size_bytes": 0}, PROJECT, TASK, RUN_ID, "stderr")
     with pytest.raises(NotAsDocumented, match="DONE does not exist"):
-        ondisk.check_done(tmp_path, PROJECT, TASK)
+        behaviour.check_done(tmp_path, PROJECT, TASK)
     (runs.task_dir(tmp_path, PROJECT, TASK) / runs.DONE).touch()
-    assert ondisk.check_done(tmp_path, PROJECT, TASK).name == runs.DONE
+    assert behaviour.check_done(tmp_path, PROJECT, TASK).name == runs.DONE
 
     path = bus.task_bus_path(tmp_path, PROJECT, TASK)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,11 +68,11 @@ def test_run_files_done_and_the_bus_file_are_read_from_the_root(tmp_path: Path) 
     path.write_bytes(bus.serialize(msg))
     answer = {"msg_id": msg.msg_id, "timestamp": msg.timestamp, "type": "FACT", "project_id": PROJECT,
               "task_id": TASK, "body": "one"}  # fmt: skip
-    assert ondisk.check_bus_file(tmp_path, PROJECT, TASK, [answer]) == (path, path.stat().st_size)
+    assert behaviour.check_bus_file(tmp_path, PROJECT, TASK, [answer]) == (path, path.stat().st_size)
     with pytest.raises(NotAsDocumented, match="is in the file 0 times"):
-        ondisk.check_bus_file(tmp_path, PROJECT, TASK, [answer, {**answer, "msg_id": "MSG-x"}])
+        behaviour.check_bus_file(tmp_path, PROJECT, TASK, [answer, {**answer, "msg_id": "MSG-x"}])
     with pytest.raises(NotAsDocumented, match="bus-file"):
-        ondisk.check_bus_file(tmp_path, PROJECT, "", [answer])  # no project bus was written
+        behaviour.check_bus_file(tmp_path, PROJECT, "", [answer])  # no project bus was written
 
 
 def test_answer_checks_say_what_differs() -> None:

@@ -35,29 +35,16 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from .behaviour import EXCERPT, excerpt
+
 __all__ = ["EXCERPT", "EvidenceAdapter", "TransportFailure", "describe_answer", "describe_exchange",
            "describe_request", "excerpt", "install"]  # fmt: skip
-
-EXCERPT = 600
-"""Characters of a body shown in evidence (the rest is counted, not shown)."""
 
 
 class TransportFailure(AssertionError):
     """No complete answer arrived (time-out, refused, closed, cut off); the message says which, for which request."""
 
     ROBOT_SUPPRESS_NAME = True  # Robot shows the message alone, as for AssertionError
-
-
-def excerpt(text: str | bytes | None, limit: int = EXCERPT) -> str:
-    """``text`` on one line (line breaks shown as ``\\n``), cut to ``limit`` characters with the rest counted."""
-    if text is None:
-        return ""
-    if isinstance(text, bytes | bytearray):
-        text = bytes(text).decode("utf-8", "replace")
-    one_line = text.replace("\r", "\\r").replace("\n", "\\n")
-    if len(one_line) <= limit:
-        return one_line
-    return f"{one_line[:limit]}... ({len(one_line) - limit} more characters)"
 
 
 def _request_body(body: Any) -> str:

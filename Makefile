@@ -7,7 +7,7 @@
 #   make acceptance             only the acceptance suites (tag acceptance) against the embedded conductor
 #   make compare A=embedded B="embedded:--slowdown-us 10" [SUITES=api] [ROUNDS=5] [PROFILE=quick]
 #                               two SUTs in one interleaved (ABBA) run: the ratio B/A of every figure
-#   make test                   the project's unit tests (pytest)
+#   make test                   the project's unit tests (pytest, TEST_WORKERS=4 processes)
 #   make perf-tools             Linux perf, for the CPU hot spots of a conductor-loop build (apt)
 #   make perf KEEP_DATA=1       keep the SUT's and benchmarks' scratch data (runs roots, bus files);
 #                               make compare and make swarm take KEEP_DATA=1 too
@@ -27,6 +27,8 @@ RUN_OPTS  := $(if $(filter-out 0,$(KEEP_DATA)),--keep-data)
 SCENARIO  ?= bus
 WORKERS   ?= 10
 CALIBRATE ?= --reference
+# most unit tests wait on sockets and child processes, so more workers than cores pays off
+TEST_WORKERS ?= 4
 
 .PHONY: venv test perf perf-pabot acceptance compare swarm prune lint libdoc wrk perf-tools calibrate clean
 
@@ -40,7 +42,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 perf: $(STAMP)
 	$(BIN)/python -m conductor_perf.run --profile $(PROFILE) $(RUN_OPTS) $(ARGS)

@@ -21,7 +21,7 @@ process of it is left running.
 
 Example::
 
-    target = start_binary("../shared/bin/run-agent", sut_dir=Path("results/adhoc/sut-1"),
+    target = start_binary("/path/to/run-agent", sut_dir=Path("results/adhoc/sut-1"),
                           config={"api": {"sse": {"max_clients_per_run": 500}}})
     try:
         ...

@@ -15,6 +15,8 @@ MARKDOWN = sorted([REPO / "README.md", *REPO.glob("docs/*.md"), REPO / "conducto
                    REPO / "tests" / "fixtures" / "README.md", REPO / "results" / "README.md"])  # fmt: skip
 USER_FACING = sorted([*REPO.glob("suites/**/*.robot"), *REPO.glob("compare/**/*.robot"), *REPO.glob("swarm/**/*.robot"), *REPO.glob("resources/**/*.resource"),
                       *REPO.glob("resources/**/*.yaml"), *MARKDOWN])  # fmt: skip
+# the code's docstrings, comments and messages reach users too (libdoc, errors, skip reasons)
+CODE = sorted([*REPO.glob("conductor_perf/**/*.py"), *REPO.glob("libraries/**/*.py"), REPO / "Makefile", REPO / ".ci" / "run"])
 INTERNAL_CITATIONS = [
     (re.compile(r"\bissues? #?\d+", re.IGNORECASE), "an internal issue number"),
     (re.compile(r"\bseed(?: task)?,? (?:sections?|\d)", re.IGNORECASE), "a section of the internal seed document"),
@@ -25,7 +27,7 @@ INTERNAL_CITATIONS = [
 ]
 
 
-@pytest.mark.parametrize("path", USER_FACING, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("path", USER_FACING + CODE, ids=lambda p: str(p.relative_to(REPO)))
 def test_no_citation_of_documents_a_user_does_not_have(path: Path) -> None:
     found = []
     for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

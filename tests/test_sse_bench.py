@@ -230,7 +230,7 @@ def test_only_loopback_targets_get_sse_load() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# against a server with the real conductor-loop's run-stream habits (contract 8.1, 8.2)
+# against a server with the real conductor-loop's run-stream habits (docs/conductor-loop.md, SSE)
 # --------------------------------------------------------------------------------------------
 REAL_LIKE_SERVER = r"""
 import asyncio, json, os, sys

@@ -1,7 +1,7 @@
 """Idle CPU: what one open log stream on a quiet run costs the server.
 
 conductor-loop 0.76 spins about one CPU core for as long as a single SSE client follows a running
-run, even when the agent writes nothing (contract 13.1: the status checker rewrites run-info, which
+run, even when the agent writes nothing (docs/conductor-loop.md, Idle CPU: the status checker rewrites run-info, which
 fires its own file watcher, which runs the checker again). A correct server costs nothing there.
 
 :func:`measure_idle_stream_cpu` reproduces that situation through the public API:

@@ -1,4 +1,4 @@
-"""Leak verdicts of the SUT over repeated, identical workload cycles (seed 10: no leaks).
+"""Leak verdicts of the SUT over repeated, identical workload cycles (target: no memory or goroutine leaks).
 
 Method (see :mod:`conductor_perf.measure.leak` for the statistics). One **cycle** is the same small
 mix of everything the server does, run through its public API:

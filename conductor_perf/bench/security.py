@@ -2,8 +2,8 @@
 
 **Bad input** (:data:`CASE_NAMES`, :func:`bad_inputs`): path traversal and invalid characters in
 project/task/run ids, unknown JSON fields, invalid JSON, bodies over 1 MiB, missing required
-fields, wrong methods and huge query values. Each case says what conductor-loop's contract
-(sections 3.1, 6, 7) makes the right answer:
+fields, wrong methods and huge query values. Each case says what conductor-loop's behaviour
+(docs/conductor-loop.md, Errors and Identifiers) makes the right answer:
 
 * ``envelope`` -- a 4xx whose body is the error envelope ``{"error":{"code","message"}}`` with the
   code of the status (``BAD_REQUEST`` 400, ``NOT_FOUND`` 404, ``METHOD_NOT_ALLOWED`` 405, ...);
@@ -440,7 +440,7 @@ PROTECTED_ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/projects"),
     Route("GET", "/api/v1/no-such-route"),
 )
-"""Routes that need the key (contract 6: everything but the exempt ones and OPTIONS)."""
+"""Routes that need the key (docs/conductor-loop.md, Errors: everything but the exempt ones and OPTIONS)."""
 
 EXEMPT_ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/health"),
@@ -448,7 +448,7 @@ EXEMPT_ROUTES: tuple[Route, ...] = (
     Route("GET", "/metrics"),
     Route("GET", "/healthz"),
 )
-"""Routes that stay open without a key (contract 6)."""
+"""Routes that stay open without a key (docs/conductor-loop.md, Errors)."""
 
 
 def credentials(kind: str, key: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ minus the embedded send time; both clocks are this machine's wall clock.
 
 **Every client is subscribed before the first measured event.** The real server sends no backlog
 on run streams, withholds the response head until a stream's first event and gives a late
-subscriber no initial status (contract 8.1, 8.2), so "connected" cannot be read from the HTTP
+subscriber no initial status (docs/conductor-loop.md, SSE), so "connected" cannot be read from the HTTP
 answer. Instead the writer sends *primer* events (``sse-perf <token> primer <k> <ns>``) every
 ``PRIMER_INTERVAL_S`` until every client received one, or was refused (HTTP 429 over the real
 server's ``max_clients_per_run``, 10 by default), or failed. Only then are the measured events

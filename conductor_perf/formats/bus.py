@@ -1,7 +1,7 @@
 """conductor-loop's message bus file format: one implementation for the suite and the reference server.
 
 A bus file (``TASK-MESSAGE-BUS.md`` / ``PROJECT-MESSAGE-BUS.md``) is a sequence of messages, each
-``---`` / YAML header / ``---`` / body, separated by one blank line (contract section 4).
+``---`` / YAML header / ``---`` / body, separated by one blank line (conductor-loop's ``internal/messagebus``).
 
 * :func:`serialize` produces the exact bytes of the real server (yaml.v3 key order, ``run_id: ""``,
   4-space nested YAML, meta keys sorted, numbers/timestamps double-quoted).

@@ -1,6 +1,6 @@
 """conductor-loop's run storage: layout, run ids, ``run-info.yaml``, atomic writes, locked updates.
 
-Layout (contract section 3)::
+Layout (as conductor-loop 0.76 writes it)::
 
     <root>/<project>/<task>/TASK.md, DONE, TASK-MESSAGE-BUS.md
     <root>/<project>/<task>/runs/<run_id>/run-info.yaml, prompt.md, agent-stdout.txt,

@@ -1,6 +1,6 @@
 """Server-Sent Events wire framing: the one encoder and the one incremental parser of the project.
 
-conductor-loop's v1 streams (contract section 8.1) write each event as an optional ``id: <id>``
+conductor-loop's v1 streams (docs/conductor-loop.md, SSE) write each event as an optional ``id: <id>``
 line, an optional ``event: <name>`` line, one ``data: <text>`` line per line of the payload (an
 empty payload is replaced by ``{}``) and an empty line. They never send ``retry:`` or comments.
 

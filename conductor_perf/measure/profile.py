@@ -45,7 +45,7 @@ and body lines with the same share. Child processes started as ``python`` throug
 profiled too (scalene puts a ``python`` shim first in ``PATH``); ones started through an absolute
 interpreter path are not.
 
-Go SUT. conductor-loop 0.76 exposes no pprof endpoint (contract 11.2):
+Go SUT. conductor-loop 0.76 exposes no pprof endpoint (docs/conductor-loop.md, Introspection):
 :func:`pprof_unavailable_reason`.
 """
 

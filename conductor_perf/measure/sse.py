@@ -4,7 +4,7 @@
 What it is built for:
 
 * **withheld headers** -- conductor-loop 0.76 sends no status line or headers until the first
-  event, which can be the first heartbeat 30 s later (contract 8.1). The TCP connect has its own
+  event, which can be the first heartbeat 30 s later (docs/conductor-loop.md, SSE). The TCP connect has its own
   short ``connect_timeout``; the wait for the response head has a separate, long
   ``headers_timeout``, so a correct client does not fail against the real server;
 * **receive timestamps** -- every event carries ``received_ns`` (``time.time_ns()`` taken when

@@ -1,4 +1,4 @@
-"""Task loops and agent processes of the reference conductor (contract sections 5.2, 5.3, 10).
+"""Task loops and agent processes of the reference conductor (as conductor-loop 0.76 runs them).
 
 A POST /api/v1/tasks starts one :class:`TaskLoop` (the real "Ralph loop"): while the task has no
 ``DONE`` marker it runs one job -- a new run directory (the first one preallocated by the API),

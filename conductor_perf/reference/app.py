@@ -1,7 +1,7 @@
 """The embedded reference conductor: an aiohttp application that speaks conductor-loop 0.76's API.
 
 :func:`create_app` builds the application from a :class:`~conductor_perf.reference.config.ReferenceConfig`.
-On the wire it matches the real server (contract sections 6-8 and 11): the same routes and methods,
+On the wire it matches the real server (docs/conductor-loop.md, docs/api-behaviour.md): the same routes and methods,
 the error envelope ``{"error":{"code","message"[,"details"]}}``, 405 JSON on API routes and
 ``text/plain`` on ``/healthz``/``/metrics``, ``404 page not found`` for unknown paths, an
 ``X-Request-Id`` on every response, Go-encoded JSON (``\\u003c``..., trailing newline), the 1 MiB
@@ -64,7 +64,7 @@ INDEX_HTML = (b"<!doctype html><html><head><meta charset=\"utf-8\"><title>conduc
 
 
 def validate_identifier(value: str, name: str) -> str:
-    """The API's id check (contract 3.1): non-blank, no ``/``, ``\\`` or ``..`` (also percent-encoded)."""
+    """The API's id check (docs/conductor-loop.md, Identifiers): non-blank, no ``/``, ``\\`` or ``..`` (also percent-encoded)."""
     trimmed = value.strip()
     if not trimmed:
         raise bad_request(f"{name} is required")
@@ -123,7 +123,7 @@ def go_float(value: float) -> str:
 
 
 class Metrics:
-    """The counters behind ``/metrics`` (names of contract 11.1)."""
+    """The counters behind ``/metrics`` (conductor-loop 0.76's counter names)."""
 
     def __init__(self) -> None:
         self.start = time.monotonic()
@@ -904,7 +904,7 @@ class ConductorServer:
 
 
 def message_response(m: Message) -> dict[str, Any]:
-    """``MessageResponse`` of GET /api/v1/messages (Go field names for parents/links, contract 7)."""
+    """``MessageResponse`` of GET /api/v1/messages (Go field names for parents/links, as conductor-loop 0.76 answers)."""
     out: dict[str, Any] = {"msg_id": m.msg_id, "timestamp": format_rfc3339nano(m.ts_ns) if m.ts_ns else ZERO_TIME,
                            "type": m.type, "project_id": m.project_id}  # fmt: skip
     if m.task_id:

@@ -1,4 +1,4 @@
-"""``<root>/_audit/form-submissions.jsonl``: one JSON line per mutating API call (contract 11.3).
+"""``<root>/_audit/form-submissions.jsonl``: one JSON line per mutating API call (as conductor-loop 0.76 writes it).
 
 The real server appends each record under a server-wide mutex with one fsync per record, which
 serializes every POST. The reference hands records to one writer thread that writes everything

@@ -1,6 +1,6 @@
 """Settings of the embedded reference conductor: the real config file keys, then command-line flags.
 
-The YAML file uses conductor-loop's own keys (contract section 2) so one file can drive both
+The YAML file uses conductor-loop's own keys (docs/real-server.md) so one file can drive both
 servers::
 
     agents:

@@ -1,7 +1,7 @@
 """A helper process that does the file work of task submissions beside the server's event loop.
 
 ``POST /api/v1/tasks`` must create four inodes before its 201 (task dir, ``TASK.md``, ``runs/``,
-the run dir; contract 5.1). The real server does that in one goroutine per request, so a burst of
+the run dir, as conductor-loop does). The real server does that in one goroutine per request, so a burst of
 submissions spreads its kernel work over the cores. In one Python process the same work competes
 with request parsing for the GIL: on the 2-core CI machine a burst of 100 submissions answered
 with p95 ~34 ms when the loop did the file work itself, ~20 ms with a worker thread when the disk

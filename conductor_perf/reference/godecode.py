@@ -1,7 +1,7 @@
 """Request-body decoding with the error texts of Go's ``json.Decoder`` + ``DisallowUnknownFields``.
 
 The real handlers decode a struct from at most 1 MiB of the body and answer 400 with
-``invalid json: <Go error>`` (contract 6). This module reproduces the common cases:
+``invalid json: <Go error>`` (docs/conductor-loop.md, Errors). This module reproduces the common cases:
 
 * empty body -> ``EOF``; truncated document -> ``unexpected EOF``;
 * syntax errors -> ``invalid character 'x' looking for beginning of value`` and friends;

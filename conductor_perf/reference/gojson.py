@@ -1,4 +1,4 @@
-"""JSON bytes the way Go's ``encoding/json`` writes them (contract section 6).
+"""JSON bytes the way Go's ``encoding/json`` writes them (the real server's answers are Go-encoded).
 
 Go's encoder escapes ``<``, ``>``, ``&``, U+2028 and U+2029 (``\\u003c``...), keeps other non-ASCII
 characters as-is, writes no spaces, and ``json.Encoder.Encode`` (used by every API handler) ends the

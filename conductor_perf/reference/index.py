@@ -1,7 +1,7 @@
 """In-memory index of the tasks and runs under the root, kept fresh without O(history) re-reads.
 
 The real server walks the whole tree, parses every ``run-info.yaml`` and rewrites running ones on
-every list request (contract 3.3, 13.2, 13.7). The reference keeps one index:
+every list request (docs/conductor-loop.md, History). The reference keeps one index:
 
 * runs this server writes are updated in memory when they are written (no re-read);
 * anything written by other processes (file-level benchmarks create ``runs/`` directly) is found

@@ -1,6 +1,6 @@
 """The reference conductor's log: conductor-loop's ``key=value`` lines, buffered and cheap.
 
-Lines look like the real server's (contract 1.4)::
+Lines look like the real server's::
 
     2026/03/01 12:00:00 ts=2026-03-01T12:00:00.123456789Z level=INFO subsystem=api event=request_completed request_id=req-... ...
 

@@ -1,6 +1,6 @@
 """Server-Sent Events of the reference conductor: run streams, the all-runs stream, message streams.
 
-Same wire format as conductor-loop 0.76 (contract section 8): named ``log`` / ``status`` /
+Same wire format as conductor-loop 0.76 (docs/conductor-loop.md, SSE): named ``log`` / ``status`` /
 ``heartbeat`` / ``message`` events, ``id: s=N;e=M`` on log lines, ``id: <msg_id>`` on messages,
 ``Last-Event-ID`` resume with the real parsing rules, 20-message hydration, 429 JSON over the per-run
 client limit. What the reference does differently (the real server's defects, section 13):

@@ -5,7 +5,7 @@
 #   make perf PROFILE=quick     the short profile (CI)
 #   make perf-pabot             the same under pabot (PROCESSES=2)
 #   make acceptance             only the acceptance suites (tag acceptance) against the embedded conductor
-#   make compare A=embedded B="embedded:--slowdown-us 10" [SUITES=api] [ROUNDS=5] [PROFILE=quick]
+#   make compare A=embedded B="embedded:--slowdown-us 10" [SUITES=api] [ROUNDS=8] [PROFILE=quick]
 #                               two SUTs in one interleaved (ABBA) run: the ratio B/A of every figure
 #   make test                   the project's unit tests (pytest, TEST_WORKERS=4 processes)
 #   make perf-tools             Linux perf, for the CPU hot spots of a conductor-loop build (apt)

@@ -52,7 +52,7 @@ from .run import CHART_TAG, PROFILES, REPO, robot_command, robot_env, split_robo
 from .stats import u_critical
 
 DEFAULT_SUITES = ("api",)
-DEFAULT_ROUNDS = 5
+DEFAULT_ROUNDS = 8
 DEFAULT_PROFILE = "quick"
 ROUND_TIMEOUT_S = 1800.0
 PLAN_FILE = "plan.json"

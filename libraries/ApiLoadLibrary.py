@@ -198,11 +198,17 @@ class ApiLoadLibrary:
                             expected: float | None = None) -> float:  # fmt: skip
         """A latency percentile in ms of the last load run (corrected for coordinated omission in the open model).
 
+        After `Measure Request Rate` (the closed loop) the figure is named "... at full load (N
+        connections)": the latency when the SUT is the bottleneck, which follows its service time.
+
         Example:
         | `Get Request Latency`    p95    <    50
         """
         r = self._require()
         summary = r.histogram.summary()
+        # the closed loop's latency is its own figure: at full load it moves with the SUT's service
+        # time, while the open loop's at a modest target rate barely does (docs/comparing-builds.md)
+        under = f" at full load ({plural(r.workers, 'connection')})" if r.model == "closed" else ""
         curves = {"from intended send time": summary}
         if r.uncorrected is not None:
             curves["from actual send time"] = r.uncorrected.summary()
@@ -210,7 +216,7 @@ class ApiLoadLibrary:
         chart_percentiles(
             f"{self._label}: latency by percentile", curves if r.uncorrected else summary, expected
         )
-        return figure(f"{self._label} latency {percentile}", summary[percentile], "ms", op, expected,
+        return figure(f"{self._label} latency {percentile}{under}", summary[percentile], "ms", op, expected,
                       details=self._details(), histogram=r.histogram.encode(),
                       invalid_reason=self._invalid())  # fmt: skip
 

@@ -8,7 +8,10 @@
 with the stub agent's folder (``conductor_perf/reference/stub``) first on its ``PATH``, ``HOME`` in
 ``<dir>/home`` (conductor-loop writes a config template there), in its own process group, with
 stdout and stderr appended to ``<dir>/conductor.log``; then it waits until ``GET /api/v1/health``
-answers 200. The generated config is the one the suites need (:data:`DEFAULT_CONFIG`: the stub
+answers 200. A Go build also gets ``GODEBUG=schedtrace=1000,scheddetail=1`` (added to any
+``GODEBUG`` of ours): its runtime prints the scheduler's state into the log once a second, which
+is how the leak test counts goroutines and busy OS threads without stopping it
+(:func:`conductor_perf.measure.goroutines.next_sched_snapshot`). The generated config is the one the suites need (:data:`DEFAULT_CONFIG`: the stub
 ``codex`` agent, a task timeout, a 1 s SSE heartbeat, 200 SSE clients per run), with
 ``key.path=value`` overrides on top. ``<binary> --version`` (first line) and the file's sha256 are
 the binary's identity; the returned :class:`~conductor_perf.target.Target` carries them and a
@@ -47,6 +50,7 @@ from typing import Any
 
 import yaml
 
+from .measure.goroutines import SCHEDTRACE
 from .reference.config import STUB_DIR
 from .target import (
     BINARY,
@@ -176,12 +180,15 @@ def merged_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return merge(copy.deepcopy(DEFAULT_CONFIG), overrides or {})
 
 
-def server_environment(home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The binary's environment: ours without conductor-loop's own variables, stub first on PATH, HOME scratch."""
+def server_environment(home: Path, base: Mapping[str, str] | None = None, *, go: bool = False) -> dict[str, str]:
+    """The binary's environment: ours without conductor-loop's own variables, stub first on PATH, HOME
+    scratch; with ``go``, the scheduler trace (:data:`~conductor_perf.measure.goroutines.SCHEDTRACE`) in ``GODEBUG``."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in SERVER_ENVIRONMENT
            and not (k.startswith("CONDUCTOR_AGENT_") and k.endswith("_TOKEN"))}  # fmt: skip
     env["PATH"] = os.pathsep.join([str(STUB_DIR), env.get("PATH", os.defpath)])
     env["HOME"] = str(home)
+    if go:
+        env["GODEBUG"] = ",".join(x for x in (env.get("GODEBUG", ""), SCHEDTRACE) if x)
     return env
 
 
@@ -309,6 +316,8 @@ def start_binary(
         sha256, fmt = binary_identity(path)
         launch = BinaryLaunch(path, list(extra_args), dict(config or {}), start_timeout, sha256, version_line, fmt)
     args = [*launch.extra_args, *extra_args] if launch_given else launch.extra_args
+    if launch.format == GO:
+        env = server_environment(home, go=True)
     log_path = base / LOG_NAME
     attempts = 1 if port else 3  # a free port can be taken between our probe and the server's bind
     for attempt in range(attempts):

@@ -304,6 +304,7 @@ class ResourceLibrary:
         memory_tolerance_mb: float = 10.0,
         memory_per_run_kb: float = 0.0,
         threads_tolerance: float = 2,
+        goroutines_tolerance: float = 10,
         fds_tolerance: float = 4,
         tcp_tolerance: float = 2,
         timeout: timedelta = timedelta(seconds=60),
@@ -314,7 +315,9 @@ class ResourceLibrary:
         messages over HTTP read live by ``sse_clients`` SSE clients that then disconnect, and a few
         list reads; then ``idle`` without any request before the idle point. The memory tolerance
         is ``memory_tolerance_mb`` plus ``memory_per_run_kb`` for every agent run created (history a
-        server may keep in memory). With ``duration``
+        server may keep in memory). A Go build the suite started is also judged on its live
+        goroutines, and on its busy OS threads instead of all of them (its runtime's scheduler
+        trace in the log; idle threads are parked by the runtime for reuse). With ``duration``
         (soak) cycles repeat until that much time has passed, at least ``cycles`` of them. Logs
         the idle-point series as charts and the verdict table; returns the measured cycles. Fails
         when the workload itself failed (a leak verdict over a broken workload proves nothing):
@@ -330,7 +333,7 @@ class ResourceLibrary:
         workload = leak_bench.Workload(agents=agents, agent_work_ms=agent_work_ms, messages=messages,
                                        sse_clients=sse_clients, timeout_s=seconds(timeout))  # fmt: skip
         tolerances = leak_bench.LeakTolerances(memory_mb=memory_tolerance_mb, memory_per_run_kb=memory_per_run_kb,
-                                               threads=threads_tolerance,
+                                               threads=threads_tolerance, goroutines=goroutines_tolerance,
                                                open_fds=fds_tolerance, tcp_connections=tcp_tolerance)  # fmt: skip
         soak = seconds(duration) if duration is not None else None
         logger.console(f"\n    leak: warm-up + {plural(cycles, 'cycle')}" + (f", soak {soak:g} s" if soak else "")
@@ -340,11 +343,15 @@ class ResourceLibrary:
             mem = c.values.get("memory")
             logger.console(f"    leak: {'warm-up' if c.warmup else f'cycle {c.index}'} at {c.t_s:6.1f} s: "
                            f"memory {mem if mem is None else f'{mem:.2f}'} MB, threads {c.values.get('threads')}, "
-                           f"fds {c.values.get('open fds')}, sockets {c.values.get('tcp connections')}"
+                           + (f"goroutines {c.values['goroutines']}, " if c.values.get("goroutines") is not None else "")
+                           + f"fds {c.values.get('open fds')}, sockets {c.values.get('tcp connections')}"
                            + (f", {len(c.errors)} workload errors" if c.errors else ""))  # fmt: skip
 
-        run = leak_bench.run_leak_cycles(target, cycles, workload=workload, tolerances=tolerances,
-                                         idle_s=seconds(idle), duration_s=soak, on_cycle=on_cycle)  # fmt: skip
+        try:
+            run = leak_bench.run_leak_cycles(target, cycles, workload=workload, tolerances=tolerances,
+                                             idle_s=seconds(idle), duration_s=soak, on_cycle=on_cycle)  # fmt: skip
+        except GoroutineDumpError as exc:
+            raise AssertionError(f"leak test: {exc}") from None
         self._leak = run
         _log_leak_charts(run)
         _log_table(leak_bench.verdict_table(run), ["resource", "unit", "baseline", "first", "last", "slope_per_cycle",
@@ -362,7 +369,7 @@ class ResourceLibrary:
 
     @keyword
     def server_resources_should_not_leak(self) -> None:
-        """Fail when the last `Run Leak Cycles` found a leak in memory, threads, open fds or TCP sockets.
+        """Fail when the last `Run Leak Cycles` found a leak in memory, threads, goroutines, open fds or TCP sockets.
 
         Records, per resource, the Theil-Sen slope per cycle with the Mann-Kendall p-value, the
         growth and the tolerance; the failure message names every leaking resource with its figures.
@@ -376,11 +383,14 @@ class ResourceLibrary:
         run = self._leak
         for name, unit in leak_bench.RESOURCES:
             v = run.verdicts.get(name)
+            if v is None and name == "goroutines" and not run.series(name):
+                continue  # not a Go build with a scheduler trace: nothing to judge, nothing missing
             if v is None:
                 logger.warn(f"no leak verdict for {name}: fewer than two idle-point values could be read")
                 continue
             figure(f"leak {name} slope", v.slope_per_cycle, f"{unit}/cycle",
-                   details={**v.to_dict(), "memory_basis": run.memory_basis if name == "memory" else None},
+                   details={**v.to_dict(), "memory_basis": run.memory_basis if name == "memory" else None,
+                            **({"threads_basis": run.threads_basis} if name == "threads" else {})},
                    series={"idle_points": [[i + 1, y] for i, y in enumerate(run.series(name))]})  # fmt: skip
             logger.info(v.message)
         messages = [run.verdicts[n].message for n in run.leaking]
@@ -599,9 +609,9 @@ def _log_leak_charts(run: leak_bench.LeakRun) -> None:
                              "cycle", "MB", target=None if base is None else base + run.tolerances.memory_mb,
                              target_label="baseline + tolerance", y_from_zero=False, markers=True))  # fmt: skip
     counts = {name: [[c.index, c.values[name]] for c in run.cycles if c.values.get(name) is not None]
-              for name in ("threads", "open fds", "tcp connections")}  # fmt: skip
+              for name in ("threads", "goroutines", "open fds", "tcp connections")}  # fmt: skip
     if any(counts.values()):
-        log_chart(line_chart(counts, "threads, open fds and TCP sockets at each idle point", "cycle", "count",
+        log_chart(line_chart({k: v for k, v in counts.items() if v}, "threads, goroutines, open fds and TCP sockets at each idle point", "cycle", "count",
                              markers=True))  # fmt: skip
 
 

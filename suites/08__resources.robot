@@ -60,7 +60,8 @@ Server Memory And Threads Do Not Leak Over Repeated Workloads
     [Documentation]    No memory or goroutine leaks. A warm-up cycle, then ${LEAK_CYCLES}
     ...    identical cycles (agents, a bus burst over HTTP, SSE clients that connect, read and disconnect),
     ...    each followed by ${LEAK_IDLE_WINDOW} idle; memory, threads, open fds and TCP sockets at the idle
-    ...    points must show no significant upward trend and return to the warm-up baseline.
+    ...    points (and a Go build's goroutines, with its busy threads in place of all threads) must show
+    ...    no significant upward trend and return to the warm-up baseline.
     Run Leak Cycles With The Standard Workload    ${LEAK_CYCLES}
     Server Resources Should Not Leak
 
@@ -114,6 +115,7 @@ Run Leak Cycles With The Standard Workload
     ...    memory_tolerance_mb=${LEAK_MEMORY_TOLERANCE_MB}
     ...    memory_per_run_kb=${LEAK_MEMORY_PER_RUN_KB}
     ...    threads_tolerance=${LEAK_THREADS_TOLERANCE}
+    ...    goroutines_tolerance=${LEAK_GOROUTINE_TOLERANCE}
     ...    fds_tolerance=${LEAK_FDS_TOLERANCE}
     ...    tcp_tolerance=${LEAK_TCP_TOLERANCE}
     ...    timeout=${LEAK_CYCLE_TIMEOUT}

@@ -223,6 +223,9 @@ def test_the_binary_gets_its_flags_and_a_clean_environment(tmp_path: Path) -> No
                                                  "CONDUCTOR_ROOT": "/elsewhere", "CONDUCTOR_AGENT_CODEX_TOKEN": "t",
                                                  "LANG": "C"})  # fmt: skip
     assert env == {"PATH": f"{STUB_DIR}{os.pathsep}/usr/bin", "HOME": str(tmp_path / "home"), "LANG": "C"}
+    go = server_environment(tmp_path / "home", {"PATH": "/usr/bin", "GODEBUG": "madvdontneed=1"}, go=True)
+    assert go["GODEBUG"] == "madvdontneed=1,schedtrace=1000,scheddetail=1"  # the scheduler trace, after ours
+    assert server_environment(tmp_path / "home", {"PATH": "/usr/bin"}, go=True)["GODEBUG"] == "schedtrace=1000,scheddetail=1"
 
 
 def test_rejected_flags_are_found_in_cobra_argparse_and_go_messages() -> None:

@@ -9,9 +9,19 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import real_binary
 
 from conductor_perf.bench import goroutine_bench
-from conductor_perf.measure.goroutines import GoroutineDumpError, goroutine_dump, parse_goroutine_dump
+from conductor_perf.binary import start_binary
+from conductor_perf.measure.goroutines import (
+    GoroutineDumpError,
+    goroutine_dump,
+    has_schedtrace,
+    log_size,
+    next_sched_snapshot,
+    parse_goroutine_dump,
+    parse_schedtrace,
+)
 from conductor_perf.target import http_json, start_embedded
 
 DUMP = Path(__file__).parent / "fixtures" / "goroutines" / "sigquit-dump.txt"
@@ -132,3 +142,52 @@ def test_a_reading_at_the_peak_of_the_same_load_leaves_a_live_server_without_the
         assert not live
     finally:
         target.stop()
+
+
+# -- the scheduler trace ---------------------------------------------------------------------------
+
+SCHED_CAPTURE = Path(__file__).parent / "fixtures" / "goroutines" / "schedtrace-0.76-idle.log"
+
+
+def test_a_captured_scheduler_trace_counts_live_goroutines_and_busy_threads() -> None:
+    text = SCHED_CAPTURE.read_text(encoding="utf-8")
+    blocks = parse_schedtrace(text)
+    assert [b.at_ms for b in blocks] == [1009, 2019]
+    first = blocks[0]
+    assert (first.threads, first.idle_threads, first.busy_threads) == (7, 2, 5)
+    assert first.goroutines == 10  # G1..G10; the three dead ones (status 6) are the runtime's free list
+    assert first.states["select"] == 2 and first.states["syscall"] == 1 and first.states["IO wait"] == 1
+    assert text.encode()[first.offset:].startswith(b"SCHED 1009ms:")
+
+
+def test_a_block_is_counted_only_once_something_follows_it() -> None:
+    head = "SCHED 5ms: gomaxprocs=2 idleprocs=1 threads=4 spinningthreads=0 idlethreads=1 runqueue=0\n"
+    body = "  M0: p=nil curg=nil\n  G1: status=4(select) m=nil lockedm=nil\n  G2: status=4100(IO wait) m=nil\n"
+    assert parse_schedtrace(head + body) == []  # may still be being written
+    (block,) = parse_schedtrace(head + body + "server log line\n")
+    assert block.goroutines == 2  # the scan bit (0x1000) on a waiting goroutine is still waiting
+    assert len(parse_schedtrace(head + body + head)) == 1
+
+
+def test_the_next_block_after_an_offset_is_waited_for_and_a_missing_trace_is_one_line(tmp_path: Path) -> None:
+    log = tmp_path / "conductor.log"
+    text = SCHED_CAPTURE.read_text(encoding="utf-8")
+    log.write_text(text, encoding="utf-8")
+    assert has_schedtrace(log) and not has_schedtrace(tmp_path / "none.log") and not has_schedtrace(None)
+    assert next_sched_snapshot(log, 0, timeout=0.5).at_ms == 1009
+    second = text.index("SCHED 2019ms")
+    assert next_sched_snapshot(log, len(text[: second - 5].encode()), timeout=0.5).at_ms == 2019
+    with pytest.raises(GoroutineDumpError, match=r"no scheduler trace block in .* within 0.2 s \(was the program started with GODEBUG="):
+        next_sched_snapshot(log, log_size(log), timeout=0.2, poll=0.05)
+
+
+def test_a_real_go_build_started_by_the_suite_prints_its_scheduler_trace(tmp_path: Path) -> None:
+    binary = real_binary()
+    if binary is None:
+        pytest.skip("no conductor-loop build: set CONDUCTOR_BINARY or put one at ../shared/bin/run-agent")
+    target = start_binary(binary, sut_dir=tmp_path / "sut")
+    try:
+        snap = next_sched_snapshot(target.log_path, log_size(target.log_path), timeout=10)
+    finally:
+        target.stop()
+    assert snap.goroutines > 0 and snap.threads >= snap.busy_threads > 0

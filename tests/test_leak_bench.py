@@ -45,8 +45,21 @@ def test_memory_basis_prefers_uss_then_pss_then_rss():
 
 def test_resource_values_in_mb_and_counts():
     values = leak_bench.resource_values(_sample(12.5, threads=7, fds=11, tcp=2))
-    assert values == {"memory": 12.5, "threads": 7, "open fds": 11, "tcp connections": 2}
+    assert values == {"memory": 12.5, "threads": 7, "goroutines": None, "open fds": 11, "tcp connections": 2}
     assert leak_bench.resource_values(_sample(None), "rss")["memory"] == 40.0
+
+
+def test_a_go_builds_trace_gives_goroutines_and_its_busy_threads_stand_for_threads():
+    """The Go runtime parks the threads it made: a rising high-water mark of them is no leak."""
+    base = leak_bench.resource_values({**_sample(30.0, threads=12), "busy_threads": 5, "goroutines": 20})
+    points = [leak_bench.resource_values({**_sample(30.0, threads=12 + i), "busy_threads": 5, "goroutines": 20})
+              for i in range(1, 7)]  # fmt: skip
+    verdicts = leak_bench.leak_verdicts(base, points, TOLERANCES)
+    assert points[0]["threads"] == 5 and points[0]["goroutines"] == 20
+    assert not verdicts["threads"].leaked and not verdicts["goroutines"].leaked
+    leaking = [leak_bench.resource_values({**_sample(30.0), "busy_threads": 5, "goroutines": 20 + 4 * i})
+               for i in range(1, 7)]  # fmt: skip
+    assert leak_bench.leak_verdicts(base, leaking, TOLERANCES)["goroutines"].leaked
 
 
 def test_flat_idle_points_are_ok_and_a_growing_one_leaks():

@@ -352,3 +352,35 @@ def test_cpu_mean_is_weighted_by_each_samples_window() -> None:
                             samples=[sample(0.1, 0.1, 100.0), sample(1.1, 1.0, 0.0)])  # fmt: skip
     assert series.mean("cpu_percent") == pytest.approx(100.0 * 0.1 / 1.1)  # 0.1 s busy in 1.1 s
     assert series.mean("rss_bytes") == 1
+
+
+FORKING_PARENT = """
+    import os, sys, time
+    ready, stop = sys.argv[1], sys.argv[2]
+    fat = bytearray(60 * 1024 * 1024)
+    for i in range(0, len(fat), 4096):
+        fat[i] = 1
+    pid = os.fork()
+    if pid == 0:  # the child never execs: it runs the parent's command line on the parent's pages
+        while not os.path.exists(stop):
+            time.sleep(0.02)
+        os._exit(0)
+    open(ready, "w").close()
+    while not os.path.exists(stop):
+        time.sleep(0.02)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_a_child_that_has_not_exec_d_adds_no_memory_of_its_own(spawn, tmp_path: Path) -> None:
+    """A forked child still running its parent's command line would count the parent's memory twice."""
+    proc = spawn(FORKING_PARENT, "ready", "stop")
+    wait_until((tmp_path / "ready").exists, what="child forked")
+    (child,) = psutil.Process(proc.pid).children()
+    assert child.memory_info().rss >= 60 * MIB  # what a plain RSS sum would add
+    with ProcessTreeSampler(proc.pid, interval=0.05) as sampler:
+        assert sampler.wait_for_samples(3, timeout=WAIT_S)
+    series = sampler.series
+    assert series is not None
+    assert series.peak("children") == 1
+    assert series.peak("children_rss_bytes") == 0

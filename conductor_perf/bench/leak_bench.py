@@ -13,7 +13,11 @@ mix of everything the server does, run through its public API:
 
 After each cycle the server is left **idle**: once it has no agent process left, nothing is sent for
 ``idle_s`` seconds, then one **idle point** is sampled (:func:`conductor_perf.measure.monitor.sample_once`):
-memory (USS, else PSS, else RSS), OS threads, open fds and TCP sockets. A warm-up cycle comes first
+memory (USS, else PSS, else RSS), OS threads, open fds and TCP sockets; for a Go build whose log
+holds the runtime's scheduler trace (the suite starts one that way), also its live goroutines, and
+its *busy* OS threads in place of all of them: the Go runtime keeps the threads it made parked for
+reuse and never ends them, so their count is the high-water mark of blocking system calls, not a
+leak (:func:`conductor_perf.measure.goroutines.next_sched_snapshot`). A warm-up cycle comes first
 (caches, the thread pool and the allocator's arenas fill up there); its idle point is the
 **baseline**. Then ``cycles`` measured cycles (K >= 6 recommended) give K idle points per resource,
 and :func:`~conductor_perf.measure.leak.leak_verdict` decides per resource: ``leak`` when the
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 import uuid
@@ -52,6 +57,7 @@ import httpx
 import psutil
 
 from ..formats import runs
+from ..measure import goroutines
 from ..measure.leak import LeakVerdict, leak_verdict
 from ..measure.load import closed_loop
 from ..measure.monitor import MIB, sample_once
@@ -68,6 +74,7 @@ API_READ_PATHS = ("/api/v1/status", "/api/v1/runs", "/api/v1/tasks")
 RESOURCES: tuple[tuple[str, str], ...] = (
     ("memory", "MB"),
     ("threads", "threads"),
+    ("goroutines", "goroutines"),
     ("open fds", "fds"),
     ("tcp connections", "sockets"),
 )
@@ -127,7 +134,8 @@ class LeakTolerances:
         memory_per_run_kb: memory a server may keep per run it has in its history (its in-memory
             index of tasks and runs), KB. The memory tolerance grows by this much for every agent
             run the measured cycles created: history is not a leak, but it grows with every cycle.
-        threads: OS threads.
+        threads: OS threads (a Go build's busy ones, when its scheduler trace is read).
+        goroutines: live goroutines of a Go build (from its scheduler trace).
         open_fds: open file descriptors.
         tcp_connections: TCP sockets of the server (all states).
         alpha: significance level of the Mann-Kendall trend test.
@@ -136,6 +144,7 @@ class LeakTolerances:
     memory_mb: float = 10.0
     memory_per_run_kb: float = 0.0
     threads: float = 2.0
+    goroutines: float = 10.0
     open_fds: float = 4.0
     tcp_connections: float = 2.0
     alpha: float = 0.05
@@ -143,7 +152,7 @@ class LeakTolerances:
     def of(self, resource: str, runs_created: int = 0) -> float:
         """The tolerance of one of :data:`RESOURCES` after ``runs_created`` agent runs."""
         memory = self.memory_mb + self.memory_per_run_kb * max(0, runs_created) / 1024
-        return {"memory": memory, "threads": self.threads, "open fds": self.open_fds,
+        return {"memory": memory, "threads": self.threads, "goroutines": self.goroutines, "open fds": self.open_fds,
                 "tcp connections": self.tcp_connections}[resource]  # fmt: skip
 
 
@@ -216,6 +225,11 @@ class LeakRun:
         """Every workload error of every cycle (warm-up included), prefixed with the cycle."""
         return [f"cycle {c.index}: {e}" for c in [self.baseline, *self.cycles] for e in c.errors]
 
+    @property
+    def threads_basis(self) -> str:
+        """Which threads were judged: ``busy`` (a Go build's scheduler trace) or ``os`` (all OS threads)."""
+        return "busy" if any(c.idle.get("busy_threads") is not None for c in self.cycles) else "os"
+
     def series(self, resource: str) -> list[float]:
         """The idle-point values of one resource over the measured cycles (missing values dropped)."""
         return [float(v) for c in self.cycles if (v := c.values.get(resource)) is not None]
@@ -242,12 +256,18 @@ def memory_basis(sample: dict[str, Any]) -> str:
 
 
 def resource_values(sample: dict[str, Any], basis: str | None = None) -> dict[str, float | None]:
-    """The judged resources of one idle-point sample: memory in MB (``basis``), threads, fds, sockets."""
+    """The judged resources of one idle-point sample: memory in MB (``basis``), threads, goroutines, fds, sockets.
+
+    Threads are the busy ones of a Go build's scheduler trace when the sample has them
+    (``busy_threads``), else all OS threads; goroutines only come from that trace.
+    """
     basis = basis or memory_basis(sample)
     mem = sample.get(f"{basis}_bytes")
+    busy = sample.get("busy_threads")
     return {
         "memory": None if mem is None else mem / MIB,
-        "threads": sample.get("threads"),
+        "threads": busy if busy is not None else sample.get("threads"),
+        "goroutines": sample.get("goroutines"),
         "open fds": sample.get("open_fds"),
         "tcp connections": sample.get("tcp_connections"),
     }
@@ -301,12 +321,15 @@ def _is_service_process(proc: psutil.Process) -> bool:
 
 
 def idle_point(
-    pid: int, *, idle_s: float, quiet_timeout: float = 30.0, cpu_window: float = 0.2
+    pid: int, *, idle_s: float, quiet_timeout: float = 30.0, cpu_window: float = 0.2,
+    sched_log: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Wait for the server's agents to end, leave it idle for ``idle_s`` seconds, then sample it.
 
     The sample also says whether the server was quiet (``quiet``: no agent left before the window);
-    when it was not, the sample is taken at once and ``agents_left`` lists the processes.
+    when it was not, the sample is taken at once and ``agents_left`` lists the processes. With
+    ``sched_log`` (a Go build's log with its scheduler trace) the sample also holds ``goroutines``,
+    ``busy_threads`` and ``sched_threads`` from the first trace block printed after the window.
     """
     quiet = wait_until_quiet(pid, timeout=quiet_timeout)
     if not quiet:  # a server that never gets idle: no point waiting for the window too
@@ -315,8 +338,13 @@ def idle_point(
         sample["agents_left"] = agent_processes(pid)
         return sample
     time.sleep(max(0.0, idle_s))  # the idle window itself: nothing to wait for, the server is left alone
+    offset = None if sched_log is None else goroutines.log_size(sched_log)
     sample = sample_once(pid, cpu_window=cpu_window)
     sample["quiet"] = quiet
+    if sched_log is not None and offset is not None:
+        snap = goroutines.next_sched_snapshot(sched_log, offset)
+        sample.update(goroutines=snap.goroutines, busy_threads=snap.busy_threads, sched_threads=snap.threads,
+                      goroutine_states=dict(snap.states.most_common(8)))  # fmt: skip
     return sample
 
 
@@ -498,13 +526,14 @@ def run_leak_cycles(
         raise ValueError(f"the SUT's process is not visible on this machine ({target.url}): cannot sample it")
     w = workload or Workload()
     tol = tolerances or LeakTolerances()
+    sched_log = target.log_path if goroutines.has_schedtrace(target.log_path) else None
     start = time.monotonic()
     basis: str | None = None
     reports: list[CycleReport] = []
     index = 0
     while True:
         report = run_cycle(target, w, index)
-        report.idle = idle_point(target.pid, idle_s=idle_s, quiet_timeout=w.timeout_s)
+        report.idle = idle_point(target.pid, idle_s=idle_s, quiet_timeout=w.timeout_s, sched_log=sched_log)
         if not report.idle.get("quiet"):
             left = report.idle.get("agents_left") or []
             report.errors.append(f"agent processes still alive {w.timeout_s:g} s after the cycle, although every "

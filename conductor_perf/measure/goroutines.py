@@ -7,6 +7,15 @@ nor a goroutine metric, so for a server the suite owns this dump is the way to c
 log and :func:`parse_goroutine_dump` counts the ``goroutine N [...]:`` headers. The server is gone
 afterwards: the caller restarts it.
 
+A Go program started with ``GODEBUG=schedtrace=1000,scheddetail=1`` (:data:`SCHEDTRACE`; the suite
+starts a conductor-loop build that way) also prints its scheduler's state once a second, without
+stopping: a ``SCHED <ms>ms: ... threads=N ... idlethreads=M ...`` line, then one indented line per
+P, per M (OS thread) and per goroutine (``G<id>: status=<n>(<wait reason>) ...``).
+:func:`parse_schedtrace` reads those blocks and :func:`next_sched_snapshot` waits for the next
+complete one in a log: goroutines counted without ending the process (dead goroutines the runtime
+keeps for reuse, status 6, left out), and the OS threads the runtime keeps parked for reuse
+(``idlethreads``) told apart from the busy ones.
+
 Each header names the goroutine's state (``running``, ``select``, ``IO wait``, ``chan receive``...),
 optionally with how long it has waited and ``locked to thread``. Since Go 1.21 a SIGQUIT dump also
 lists the runtime's own goroutines (GC workers, the scavenger, ``goroutine 0`` of a thread), a
@@ -189,3 +198,131 @@ def goroutine_dump(pid: int, log_path: str | os.PathLike[str], timeout: float = 
     dump.exit_status = status
     dump.elapsed_s = round(time.monotonic() - t0, 3)
     return dump
+
+
+# -- the scheduler trace ---------------------------------------------------------------------------
+
+SCHEDTRACE = "schedtrace=1000,scheddetail=1"
+"""The ``GODEBUG`` settings that make a Go program print its scheduler's state once a second."""
+_SCHED = re.compile(r"^SCHED (\d+)ms: .*?\bthreads=(\d+)\b.*?\bidlethreads=(\d+)\b")
+_G_LINE = re.compile(r"^\s+G(\d+): status=(\d+)\(([^)]*)\)")
+_G_DEAD, _G_IDLE, _G_SCAN = 6, 0, 0x1000
+SCHED_READ_BYTES = 4 << 20
+"""How much of a log's end :func:`next_sched_snapshot` reads at most (one block is a few KB)."""
+
+
+@dataclass
+class SchedSnapshot:
+    """One block of a Go program's scheduler trace.
+
+    Attributes:
+        at_ms: milliseconds since the program started.
+        threads: OS threads the runtime has made (``threads=``).
+        idle_threads: of those, the ones parked for reuse (``idlethreads=``).
+        goroutines: live goroutines (``G`` lines; dead and not yet started ones left out).
+        states: live goroutines by wait reason (``IO wait``, ``select``...; ``running``,
+            ``runnable``, ``syscall`` for those without one).
+        offset: where the block starts in the log, bytes.
+    """
+
+    at_ms: int
+    threads: int
+    idle_threads: int
+    goroutines: int = 0
+    states: Counter = field(default_factory=Counter)
+    offset: int = 0
+
+    @property
+    def busy_threads(self) -> int:
+        """OS threads not parked by the runtime: running, in a system call, or spinning."""
+        return self.threads - self.idle_threads
+
+
+_STATUS_NAMES = {1: "runnable", 2: "running", 3: "syscall", 4: "waiting", 8: "copystack", 9: "preempted"}
+
+
+def parse_schedtrace(text: str, *, base_offset: int = 0) -> list[SchedSnapshot]:
+    """The complete scheduler-trace blocks of ``text``, in order.
+
+    A block is complete once a line that is not part of it follows (the next ``SCHED`` line or any
+    other log line); the last block of a log still being written is left out. ``base_offset`` is
+    where ``text`` starts in its file (for :attr:`SchedSnapshot.offset`).
+    """
+    out: list[SchedSnapshot] = []
+    current: SchedSnapshot | None = None
+    pos = base_offset
+    for line in text.splitlines(keepends=True):
+        start, pos = pos, pos + len(line.encode("utf-8", "replace"))
+        m = _SCHED.match(line)
+        if m:
+            if current is not None:
+                out.append(current)
+            current = SchedSnapshot(at_ms=int(m.group(1)), threads=int(m.group(2)), idle_threads=int(m.group(3)),
+                                    offset=start)  # fmt: skip
+            continue
+        if current is None:
+            continue
+        if line[:1] in (" ", "\t"):
+            g = _G_LINE.match(line)
+            if g:
+                status = int(g.group(2)) & ~_G_SCAN
+                if status not in (_G_DEAD, _G_IDLE):
+                    current.goroutines += 1
+                    current.states[g.group(3) or _STATUS_NAMES.get(status, str(status))] += 1
+            continue
+        out.append(current)  # another log line ends the block
+        current = None
+    return out
+
+
+def log_size(log_path: str | os.PathLike[str]) -> int:
+    """The log's size now, bytes (0 when it does not exist yet)."""
+    try:
+        return os.path.getsize(log_path)
+    except OSError:
+        return 0
+
+
+def has_schedtrace(log_path: str | os.PathLike[str] | None) -> bool:
+    """Whether the log holds a scheduler trace (the program was started with :data:`SCHEDTRACE`)."""
+    if log_path is None:
+        return False
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, log_size(log_path) - SCHED_READ_BYTES))
+            return any(_SCHED.match(line.decode("utf-8", "replace")) for line in fh)
+    except OSError:
+        return False
+
+
+def next_sched_snapshot(log_path: str | os.PathLike[str], offset: int, *, timeout: float = 5.0,
+                        poll: float = 0.1) -> SchedSnapshot:  # fmt: skip
+    """The first complete scheduler-trace block that starts at or after ``offset`` in the log.
+
+    Take ``offset`` with :func:`log_size` when the state of interest begins; the program prints a
+    block a second, so this waits about one to two seconds.
+
+    Raises:
+        GoroutineDumpError: no such block within ``timeout`` (one line, with the log's last line).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        size = log_size(log_path)
+        start = max(offset, size - SCHED_READ_BYTES)
+        try:
+            with open(log_path, "rb") as fh:
+                fh.seek(start)
+                text = fh.read(size - start).decode("utf-8", "replace")
+        except OSError as exc:
+            raise GoroutineDumpError(f"cannot read the scheduler trace in {log_path}: {exc.strerror or exc}") from None
+        if start > offset:  # began mid-line: drop the partial first line
+            cut = text.find("\n") + 1
+            text, start = text[cut:], start + cut
+        blocks = parse_schedtrace(text, base_offset=start)
+        if blocks:
+            return blocks[0]
+        if time.monotonic() >= deadline:
+            last = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["nothing new"]
+            raise GoroutineDumpError(f"no scheduler trace block in {log_path} within {timeout:g} s (was the "
+                                     f"program started with GODEBUG={SCHEDTRACE}? last line: {last[0][:160]})")  # fmt: skip
+        time.sleep(poll)

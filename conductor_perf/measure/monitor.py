@@ -16,7 +16,10 @@ What one :class:`ResourceSample` holds (server = the sampled pid; children = all
   (divided by the logical CPU count, 100 = every core busy);
 * ``threads`` (OS threads, not goroutines), ``open_fds``, TCP sockets (``tcp_connections``, all
   states incl. LISTEN) and ``tcp_established``;
-* ``children`` (live descendants, zombies excluded) and ``children_rss_bytes`` (their RSS sum).
+* ``children`` (live descendants, zombies excluded) and ``children_rss_bytes`` (their RSS sum; a
+  child caught between fork and exec, still running its parent's command line, counts 0 bytes: it
+  shares or copies its parent's memory, which is counted already. A server that forks workers
+  which never exec would be undercounted; neither conductor-loop nor the reference does).
 
 CPU is measured from deltas of each process's ``cpu_times()`` (user + system) between consecutive
 samples, divided by the elapsed monotonic time: the same computation as psutil's ``cpu_percent``,
@@ -280,6 +283,7 @@ class ProcessTreeSampler:
         self._owed: list[tuple[float, float]] = []  # (cpu s, when noticed)
         # pid -> (Process, cpu seconds at last sample, is a direct child)
         self._kids: dict[int, tuple[psutil.Process, float, bool]] = {}
+        self._server_cmdline: list[str] | None = None
         self._noted: set[str] = set()
         self.series: ResourceSeries | None = None
 
@@ -388,6 +392,12 @@ class ProcessTreeSampler:
                 with kid.oneshot():
                     self._kids[kid.pid] = (kid, _cpu_s(kid.cpu_times()), kid.ppid() == self.pid)
 
+    def _cmdline(self, proc: psutil.Process) -> list[str] | None:
+        if self._server_cmdline is None:
+            with contextlib.suppress(psutil.Error):
+                self._server_cmdline = proc.cmdline()
+        return self._server_cmdline
+
     def _children(self) -> list[psutil.Process]:
         assert self._proc is not None
         try:
@@ -482,16 +492,29 @@ class ProcessTreeSampler:
         kids_rss = 0
         live = 0
         seen: dict[int, tuple[psutil.Process, float, bool]] = {}
+        read = []
         for kid in kids_now:
             try:
                 with kid.oneshot():
                     zombie = kid.status() == psutil.STATUS_ZOMBIE
                     kcpu = _cpu_s(kid.cpu_times())  # a zombie keeps its final times
                     krss = 0 if zombie else int(kid.memory_info().rss)
-                    direct = kid.ppid() == self.pid
+                    ppid = kid.ppid()
                     born = kid.create_time()
+                    cmd = None if zombie else kid.cmdline()
             except psutil.Error:
                 continue
+            read.append((kid, zombie, kcpu, krss, ppid, born, cmd))
+        cmdlines = {k.pid: c for k, _, _, _, _, _, c in read}
+        if read:
+            cmdlines[self.pid] = self._cmdline(proc)
+        for kid, zombie, kcpu, krss, ppid, born, cmd in read:
+            direct = ppid == self.pid
+            if cmd and cmd == cmdlines.get(ppid):
+                # forked but not yet exec'd: it shares its parent's memory (vfork) or copies it on
+                # write; its RSS would count the parent's memory once more (seen: 50 agents started
+                # at once by the Python reference read as +600 MB for one sample)
+                krss = 0
             prev = self._kids.get(kid.pid)
             if prev is not None and prev[0] == kid:  # same pid and create time
                 kids_delta += max(0.0, kcpu - prev[1])

@@ -1,10 +1,10 @@
 """Compare two builds in one interleaved run: ``python -m conductor_perf.compare --a SUT --b SUT [options]``.
 
-    python -m conductor_perf.compare --a embedded --b "embedded:--slowdown-us 10" --suites api --rounds 5
+    python -m conductor_perf.compare --a embedded --b "embedded:--slowdown-us 10" --suites api --rounds 8
     python -m conductor_perf.compare --a /opt/old/run-agent --b ./run-agent          # two conductor-loop builds
     python -m conductor_perf.compare --a embedded --b embedded                       # A/A: the false-alarm rate
     python -m conductor_perf.compare --report results/compare-20261205-120000-4242  # the comparison again
-    make compare A=embedded B="embedded:--slowdown-us 10" SUITES=api ROUNDS=5
+    make compare A=embedded B="embedded:--slowdown-us 10" SUITES=api ROUNDS=8
 
 A SUT is ``embedded`` (the reference conductor), ``embedded:<reference flags>`` (e.g.
 ``embedded:--slowdown-us 10``) or the path of a conductor-loop executable (started and owned like

@@ -29,10 +29,15 @@ TARGETS = REPO / "resources" / "targets.resource"
 CHART_TAG = "chart"
 """Keyword tag of the keywords that log charts (``libraries/_perf_base.CHART_TAG``): log.html opens them."""
 RERUN_SETTLE_S = 60.0
-"""Pause before the second attempt of failed tests. On the CI machine's ext4 without a journal,
-creating files stays slow for about a minute after many files were deleted or replaced (the
-kernel skips recently freed inodes one by one, seen with ``perf`` in ``recently_deleted``), and
-an immediate second attempt measured the same slowed disk as the first."""
+"""Pause before the second attempt of failed tests, so that it does not meet the same noisy moment
+as the first (a neighbour's burst, the first attempt's own agents still ending)."""
+RERUN_QUIET_DISK_S = 240.0
+"""After the pause, how long the second attempt waits at most for a quiet disk. On ext4 without a
+journal (the CI machine's), creating files is slow for minutes after many files were deleted (the
+kernel skips recently freed inodes one by one, seen with ``perf`` in ``recently_deleted``), in
+waves that began ~50 s after the deletion: a fixed pause of 60 s put the second attempt in the
+first wave. The runner probes the disk beside the run until it is as quiet as the run's quietest
+probe (:func:`conductor_perf.measure.fsprobe.wait_until_quiet`), and says what it saw."""
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _DURATION = re.compile(
     r"^\s*(\d+(\.\d+)?\s*(ms|millis|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)?\s*)+$",
@@ -78,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure failed tests once more and merge (a miss must repeat to fail; CI uses it)")
     p.add_argument("--rerun-settle", type=float, default=RERUN_SETTLE_S, metavar="SECONDS",
                    help=f"pause before measuring failed tests again (default {RERUN_SETTLE_S:g})")
+    p.add_argument("--rerun-quiet-disk", type=float, default=RERUN_QUIET_DISK_S, metavar="SECONDS",
+                   help="after that pause, wait at most this long for the disk beside the run to be as quiet as "
+                        f"the run's quietest file-system probe; 0: do not wait (default {RERUN_QUIET_DISK_S:g})")
     p.add_argument("--keep-data", action="store_true",
                    help="keep the scratch data of the SUT and the benchmarks (runs roots, bus files) after the run")  # fmt: skip
     p.add_argument("suites", nargs="*", help="suite files or folders (default: suites/)")
@@ -370,11 +378,35 @@ def root_suite_name(output_xml: Path) -> str:
     return ""
 
 
+def wait_for_quiet_disk(out: Path, timeout: float) -> str:
+    """Probe the disk beside run directory ``out`` until it is quiet or ``timeout`` s; returns what it saw.
+
+    Quiet is judged against the quietest ``file system directory creation p50`` the run recorded
+    (or the quietest probe of the wait). The probe's folders are the run's scratch data.
+    """
+    from .housekeeping import note_scratch
+    from .measure import fsprobe
+    from .records import ResultsError, load_records
+
+    try:
+        records = load_records(out)
+    except (OSError, ResultsError):
+        records = []
+    probes = [r["value"] for r in records
+              if r.get("metric") == fsprobe.FIGURE and isinstance(r.get("value"), (int, float)) and r["value"] > 0]  # fmt: skip
+    try:
+        note_scratch(out, out / f"{fsprobe.PROBE_PREFIX}*")
+        return fsprobe.wait_until_quiet(out, timeout=timeout, baseline_us=min(probes, default=None)).summary()
+    except OSError as exc:
+        return f"disk not probed ({exc.strerror or exc}): measuring now"
+
+
 def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: dict[str, str]) -> int:
     """Measure the failed tests once more (plain robot) and merge; returns the merged exit code.
 
     On a shared machine one noisy moment can push a figure over its target; a miss that repeats is
-    a miss. The second attempt waits ``--rerun-settle`` seconds first (see :data:`RERUN_SETTLE_S`).
+    a miss. The second attempt waits ``--rerun-settle`` seconds first (see :data:`RERUN_SETTLE_S`),
+    then up to ``--rerun-quiet-disk`` seconds for a quiet disk (:data:`RERUN_QUIET_DISK_S`).
     Both attempts stay visible: the merged log marks re-executed tests, and the metrics of the
     first attempt are kept in metrics.json under ``extra.superseded_attempts``.
     """
@@ -384,6 +416,8 @@ def _rerun_failed(args: argparse.Namespace, out: Path, extra: list[str], env: di
     print(f"conductor-perf: measuring the failed tests once more, after {settle:g} s to let the machine settle",
           flush=True)  # fmt: skip
     time.sleep(settle)
+    if args.rerun_quiet_disk > 0:
+        print(f"conductor-perf: {wait_for_quiet_disk(out, args.rerun_quiet_disk)}", flush=True)
     again = argparse.Namespace(**{**vars(args), "processes": 1})
     # the second attempt runs only the suites that failed: with several suite files its top suite
     # would get another name ("Load Test" instead of "Load Test & Agents"), and rebot merges only

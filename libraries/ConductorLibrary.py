@@ -318,7 +318,7 @@ class ConductorLibrary:
             return None
         run_context().note_scratch(Path(target.root).parent / f"{fsprobe.PROBE_PREFIX}*")
         cost = fsprobe.directory_creation_cost(Path(target.root).parent)
-        return figure("file system directory creation p50", round(cost["p50_us"], 1), "us", details=cost,
+        return figure(fsprobe.FIGURE, round(cost["p50_us"], 1), "us", details=cost,
                       headline_figure=False)
 
     @keyword

@@ -18,6 +18,7 @@ from conductor_perf import target as sut
 from conductor_perf.binary import parse_config_overrides, start_binary
 from conductor_perf.context import RunContext
 from conductor_perf.measure import fsprobe
+from conductor_perf.records import load_records
 
 
 @library(scope="GLOBAL", auto_keywords=False, listener="SELF")
@@ -307,7 +308,8 @@ class ConductorLibrary:
 
         Figures that create files depend on the disk's state as much as on the code (see
         ``conductor_perf.measure.fsprobe``); this puts that state next to them. Against an external
-        SUT nothing is written near its runs root and nothing is recorded. Returns the p50 in us.
+        SUT nothing is written near its runs root and nothing is recorded. Warns when the disk is
+        busier than at the run's quietest earlier probe (see ``fsprobe.busy_note``). Returns the p50 in us.
 
         Example:
         | `Record File System State`
@@ -316,9 +318,14 @@ class ConductorLibrary:
         if not target.owned or target.root is None:
             logger.info("file system state not probed: only beside the runs root of a SUT the suite started")
             return None
-        run_context().note_scratch(Path(target.root).parent / f"{fsprobe.PROBE_PREFIX}*")
+        ctx = run_context()
+        ctx.note_scratch(Path(target.root).parent / f"{fsprobe.PROBE_PREFIX}*")
+        earlier = [r["value"] for r in load_records(ctx.results_dir) if r.get("metric") == fsprobe.FIGURE]
         cost = fsprobe.directory_creation_cost(Path(target.root).parent)
-        return figure(fsprobe.FIGURE, round(cost["p50_us"], 1), "us", details=cost,
+        note = fsprobe.busy_note(cost["p50_us"], earlier)
+        if note:
+            logger.warn(note)
+        return figure(fsprobe.FIGURE, round(cost["p50_us"], 1), "us", details={**cost, "busy": bool(note)},
                       headline_figure=False)
 
     @keyword

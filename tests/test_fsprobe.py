@@ -10,6 +10,7 @@ from conductor_perf.measure.fsprobe import (
     FIGURE,
     PROBE_PREFIX,
     QUIET_PROBES,
+    busy_note,
     directory_creation_cost,
     quiet_limit,
     wait_until_quiet,
@@ -129,3 +130,11 @@ def test_the_runner_says_in_one_line_when_the_disk_cannot_be_probed(tmp_path) ->
     blocker.write_text("x")
     said = wait_for_quiet_disk(blocker, timeout=0)
     assert said.startswith("disk not probed (") and said.endswith("measuring now") and "\n" not in said
+
+
+def test_a_probe_over_the_runs_quiet_limit_is_named_busy() -> None:
+    assert busy_note(190.0, []) == ""  # a run's first probe has nothing to be judged against
+    assert busy_note(30.0, [17.0, 48.0]) == ""  # within 2 x 17 us
+    note = busy_note(190.0, [48.0, 17.0, 0.0])
+    assert note.startswith("the disk is busier than earlier in this run: directory creation p50 190 us, 11.2x")
+    assert "(17 us; quiet is within 34 us)" in note and "\n" not in note

@@ -57,6 +57,23 @@ def directory_creation_cost(directory: str | os.PathLike[str], *, count: int = 6
             "max_us": max(costs)}  # fmt: skip
 
 
+def busy_note(p50_us: float, earlier_us: list[float]) -> str:
+    """A one-line warning when ``p50_us`` is over the quiet limit of the run's quietest earlier probe, else ``""``.
+
+    Nothing is said for a run's first probe: a disk is judged against itself only.
+    """
+    earlier = [e for e in earlier_us if e > 0]
+    if not earlier:
+        return ""
+    quietest = min(earlier)
+    limit = quiet_limit(quietest)
+    if p50_us <= limit:
+        return ""
+    return (f"the disk is busier than earlier in this run: directory creation p50 {p50_us:.0f} us, "
+            f"{p50_us / quietest:.1f}x the quietest probe of the run ({quietest:.0f} us; quiet is within "
+            f"{limit:.0f} us): this test's figures that create files measure the disk as much as the SUT")
+
+
 @dataclass(frozen=True)
 class QuietWait:
     """What :func:`wait_until_quiet` saw: each probe's p50 (us) and whether the disk became quiet."""

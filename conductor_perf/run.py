@@ -392,8 +392,7 @@ def wait_for_quiet_disk(out: Path, timeout: float) -> str:
         records = load_records(out)
     except (OSError, ResultsError):
         records = []
-    probes = [r["value"] for r in records
-              if r.get("metric") == fsprobe.FIGURE and isinstance(r.get("value"), (int, float)) and r["value"] > 0]  # fmt: skip
+    probes = fsprobe.recorded_probes(records)
     try:
         note_scratch(out, out / f"{fsprobe.PROBE_PREFIX}*")
         return fsprobe.wait_until_quiet(out, timeout=timeout, baseline_us=min(probes, default=None)).summary()

@@ -320,7 +320,7 @@ class ConductorLibrary:
             return None
         ctx = run_context()
         ctx.note_scratch(Path(target.root).parent / f"{fsprobe.PROBE_PREFIX}*")
-        earlier = [r["value"] for r in load_records(ctx.results_dir) if r.get("metric") == fsprobe.FIGURE]
+        earlier = fsprobe.recorded_probes(load_records(ctx.results_dir))
         cost = fsprobe.directory_creation_cost(Path(target.root).parent)
         note = fsprobe.busy_note(cost["p50_us"], earlier)
         if note:

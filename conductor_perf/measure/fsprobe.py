@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROBE_PREFIX = ".fs-probe-"
 FIGURE = "file system directory creation p50"
@@ -55,6 +56,12 @@ def directory_creation_cost(directory: str | os.PathLike[str], *, count: int = 6
         costs.append((clock() - t0) / 1000)
     return {"count": count, "p50_us": statistics.median(costs), "mean_us": statistics.fmean(costs),
             "max_us": max(costs)}  # fmt: skip
+
+
+def recorded_probes(records: list[dict[str, Any]]) -> list[float]:
+    """The p50 values (us) of the :data:`FIGURE` records among a run's metric records."""
+    return [float(r["value"]) for r in records
+            if r.get("metric") == FIGURE and isinstance(r.get("value"), (int, float)) and r["value"] > 0]  # fmt: skip
 
 
 def busy_note(p50_us: float, earlier_us: list[float]) -> str:
